@@ -1,0 +1,48 @@
+import CPNG
+
+/// PNG through libpng's simplified API (no setjmp needed). The input buffer stays pinned from
+/// begin to finish: libpng keeps a pointer into it.
+enum PNGCodec {
+    static func decode(_ bytes: [UInt8], maxPixels: Int, fail: FailFunction) throws -> RGBImage {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        return try bytes.withUnsafeBufferPointer { src -> RGBImage in
+            defer { png_image_free(&image) }
+            func message() -> String {
+                withUnsafeBytes(of: image.message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            }
+            guard png_image_begin_read_from_memory(&image, src.baseAddress, src.count) != 0 else {
+                throw fail(.corrupt(message()))
+            }
+            let w = Int(image.width), h = Int(image.height)
+            try checkPixelLimit(width: w, height: h, maxPixels: maxPixels, fail: fail)
+            let fileFormat = image.format
+            let sixteenBit = fileFormat & UInt32(PNG_FORMAT_FLAG_LINEAR) != 0
+            let hasColor = fileFormat & UInt32(PNG_FORMAT_FLAG_COLOR) != 0
+            let hasAlpha = fileFormat & UInt32(PNG_FORMAT_FLAG_ALPHA) != 0
+            let sourceChannels = (hasColor ? 3 : 1) + (hasAlpha ? 1 : 0)
+            // Ask for the file's own channels (no compositing, no gamma conversion) and convert here.
+            let channels = sourceChannels
+            var format = (hasColor ? UInt32(PNG_FORMAT_FLAG_COLOR) : 0) | (hasAlpha ? UInt32(PNG_FORMAT_FLAG_ALPHA) : 0)
+            if sixteenBit { format |= UInt32(PNG_FORMAT_FLAG_LINEAR) }
+            image.format = format
+            if sixteenBit {
+                var raw = [UInt16](repeating: 0, count: w * h * channels)
+                let ok = raw.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, 0, nil) }
+                guard ok != 0 else { throw fail(.corrupt(message())) }
+                // Linear 16-bit samples: take the colour samples, stretch them to 8 bits.
+                var colour = [Float](); colour.reserveCapacity(w * h * min(channels, 3))
+                let keep = hasColor ? 3 : 1
+                for i in 0..<(w * h) { for c in 0..<keep { colour.append(Float(raw[i * channels + c])) } }
+                return RGBImage(width: w, height: h,
+                                pixels: expandToRGB(stretchToBytes(colour), pixelCount: w * h, channels: keep),
+                                sourceChannels: sourceChannels, sourceBitDepth: 16)
+            }
+            var raw = [UInt8](repeating: 0, count: w * h * channels)
+            let ok = raw.withUnsafeMutableBytes { png_image_finish_read(&image, nil, $0.baseAddress, 0, nil) }
+            guard ok != 0 else { throw fail(.corrupt(message())) }
+            return RGBImage(width: w, height: h, pixels: expandToRGB(raw, pixelCount: w * h, channels: channels),
+                            sourceChannels: sourceChannels)
+        }
+    }
+}

