@@ -1,0 +1,131 @@
+import Foundation
+
+/// One labelled image of a dataset.
+public struct DatasetItem: Sendable, Hashable {
+    /// Absolute path.
+    public let path: String
+    /// Path relative to the dataset root (what reports and split files show).
+    public let relativePath: String
+    public let label: Int
+    /// Optional grouping (patient, slide, duplicate cluster): items of one group never straddle a split.
+    public var group: String?
+
+    public init(path: String, relativePath: String, label: Int, group: String? = nil) {
+        self.path = path
+        self.relativePath = relativePath
+        self.label = label
+        self.group = group
+    }
+}
+
+/// Problems with a dataset as a whole. Each names the path concerned.
+public enum DatasetError: Error, CustomStringConvertible {
+    case notFound(String)
+    case notADirectory(String)
+    case noClasses(String)
+    case tooFewClasses(String, found: [String])
+
+    public var description: String {
+        switch self {
+        case let .notFound(p): "\(p): no such file or folder"
+        case let .notADirectory(p): "\(p): not a folder (an ImageFolder dataset is a folder of class folders)"
+        case let .noClasses(p): "\(p): no class folders with images found (expected DATA/<class>/<image>)"
+        case let .tooFewClasses(p, found): "\(p): classification needs at least two classes with images, found \(found.count) (\(found.joined(separator: ", ")))"
+        }
+    }
+}
+
+/// A labelled image set: items plus class names (label i ↔ classNames[i]).
+public struct Dataset: Sendable {
+    public let root: URL
+    public var classNames: [String]
+    public var items: [DatasetItem]
+    /// Things a user should know that did not stop loading (empty classes, ignored files).
+    public var warnings: [String]
+
+    public init(root: URL, classNames: [String], items: [DatasetItem], warnings: [String] = []) {
+        self.root = root
+        self.classNames = classNames
+        self.items = items
+        self.warnings = warnings
+    }
+
+    public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "tif", "tiff", "bmp"]
+
+    /// A folder of class folders (`DATA/<class>/**/<image>`); classes sorted by name as torchvision does.
+    /// Files with other extensions are ignored; hidden files and folders are skipped; empty classes are
+    /// dropped with a warning.
+    public static func imageFolder(_ root: URL) throws -> Dataset {
+        let fm = FileManager.default
+        let root = root.standardizedFileURL
+        var isDir: ObjCBool = false
+        guard fm.fileExists(atPath: root.path, isDirectory: &isDir) else { throw DatasetError.notFound(root.path) }
+        guard isDir.boolValue else { throw DatasetError.notADirectory(root.path) }
+        let entries = try fm.contentsOfDirectory(atPath: root.path).filter { !$0.hasPrefix(".") }.sorted()
+        var classNames: [String] = []
+        var items: [DatasetItem] = []
+        var warnings: [String] = []
+        for name in entries {
+            var sub: ObjCBool = false
+            let dir = root.appendingPathComponent(name)
+            guard fm.fileExists(atPath: dir.path, isDirectory: &sub), sub.boolValue else { continue }
+            let files = imageFiles(under: dir, warnings: &warnings)
+            if files.isEmpty {
+                warnings.append("\(dir.path): class folder has no images; class '\(name)' is ignored")
+                continue
+            }
+            let label = classNames.count
+            classNames.append(name)
+            for f in files {
+                items.append(DatasetItem(path: dir.appendingPathComponent(f).path, relativePath: "\(name)/\(f)",
+                                         label: label))
+            }
+        }
+        guard !classNames.isEmpty else { throw DatasetError.noClasses(root.path) }
+        return Dataset(root: root, classNames: classNames, items: items, warnings: warnings)
+    }
+
+    /// Image files below `dir`, relative to it, sorted. Symbolic links to folders are not followed
+    /// (so a link loop cannot trap the walk).
+    static func imageFiles(under dir: URL, warnings: inout [String]) -> [String] {
+        let fm = FileManager.default
+        guard let walker = fm.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey],
+                                         options: [.skipsHiddenFiles]) else { return [] }
+        var out: [String] = []
+        let base = dir.standardizedFileURL.path + "/"
+        for case let url as URL in walker {
+            guard imageExtensions.contains(url.pathExtension.lowercased()) else { continue }
+            let values = try? url.resourceValues(forKeys: [.isRegularFileKey])
+            var isDir: ObjCBool = false
+            guard values?.isRegularFile == true
+                || (fm.fileExists(atPath: url.path, isDirectory: &isDir) && !isDir.boolValue) else { continue }
+            let p = url.standardizedFileURL.path
+            out.append(p.hasPrefix(base) ? String(p.dropFirst(base.count)) : url.lastPathComponent)
+        }
+        return out.sorted()
+    }
+
+    public var classCounts: [Int] {
+        var c = [Int](repeating: 0, count: classNames.count)
+        for i in items { c[i.label] += 1 }
+        return c
+    }
+
+    /// Drops classes with fewer than `minimum` images (with a warning) and renumbers labels.
+    public func droppingClasses(smallerThan minimum: Int) -> Dataset {
+        let counts = classCounts
+        let keep = classNames.indices.filter { counts[$0] >= minimum }
+        if keep.count == classNames.count { return self }
+        var map = [Int: Int]()
+        for (new, old) in keep.enumerated() { map[old] = new }
+        var w = warnings
+        for c in classNames.indices where counts[c] < minimum {
+            w.append("class '\(classNames[c])' has \(counts[c]) image(s), fewer than \(minimum): dropped")
+        }
+        let kept = items.compactMap { item -> DatasetItem? in
+            guard let l = map[item.label] else { return nil }
+            return DatasetItem(path: item.path, relativePath: item.relativePath, label: l, group: item.group)
+        }
+        return Dataset(root: root, classNames: keep.map { classNames[$0] }, items: kept, warnings: w)
+    }
+}

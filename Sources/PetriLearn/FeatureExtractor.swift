@@ -1,0 +1,173 @@
+import Foundation
+import PetriData
+import PetriEngine
+import PetriNN
+
+/// Computes pooled backbone features for image files, decoding the next batch on a background thread
+/// while the engine runs the current one, and caching each image's features on disk under a key made of
+/// the image bytes' SHA-256, the backbone, its weights, its preprocessing and the feature level.
+public final class FeatureExtractor {
+    public let backbone: String
+    public let level: FeatureLevel
+    public let model: EfficientNetLite
+    public let dataConfig: DataConfig
+    public var batchSize = 32
+    public var decoder = ImageDecoder()
+    /// nil disables the cache.
+    public var cacheDirectory: URL?
+
+    public struct Failure: Sendable {
+        public let path: String
+        public let reason: String
+    }
+
+    public struct Result {
+        /// `[kept.count, D]`, rows in the order of `kept`.
+        public var features: Tensor
+        /// Indices (into the input paths) of the images that could be read.
+        public var kept: [Int]
+        public var failures: [Failure]
+        public var cacheHits: Int
+    }
+
+    public init(backbone: String, level: FeatureLevel = .head, pretrained: Bool = true) throws {
+        self.backbone = backbone
+        self.level = level
+        (model, dataConfig) = try ModelRegistry.make(backbone, pretrained: pretrained)
+        let entry = try ModelRegistry.entry(backbone)
+        modelKey = SHA256.hex("petri-features-v1|\(backbone)|\(pretrained ? entry.weightsFile : "random")|"
+            + "\(dataConfig.fingerprint)|\(level)")
+        cacheDirectory = FeatureExtractor.defaultCacheDirectory
+    }
+
+    let modelKey: String
+    public var featureWidth: Int { model.channels(at: level) }
+
+    /// $PETRI_CACHE_DIR/features, or $XDG_CACHE_HOME/petri/features (~/.cache/petri/features).
+    public static var defaultCacheDirectory: URL {
+        let env = ProcessInfo.processInfo.environment
+        if let d = env["PETRI_CACHE_DIR"], !d.isEmpty { return URL(fileURLWithPath: d).appendingPathComponent("features") }
+        let base = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        return base.appendingPathComponent("petri/features")
+    }
+
+    private func cacheURL(contentHash: String) -> URL? {
+        cacheDirectory?.appendingPathComponent(String(modelKey.prefix(16)))
+            .appendingPathComponent(String(contentHash.prefix(2)))
+            .appendingPathComponent("\(contentHash).f32")
+    }
+
+    private func readCache(_ hash: String) -> [Float]? {
+        guard let url = cacheURL(contentHash: hash), let data = try? Data(contentsOf: url),
+              data.count == featureWidth * 4 else { return nil }
+        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+    }
+
+    private func writeCache(_ hash: String, _ row: UnsafeBufferPointer<Float>) {
+        guard let url = cacheURL(contentHash: hash) else { return }
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        // Atomic: a crash never leaves a short file that would later be read as features.
+        try? Data(buffer: row).write(to: url, options: .atomic)
+    }
+
+    /// Features for `paths`. Unreadable images are skipped and reported in `failures`, never fatal.
+    /// `progress(done, total)` is called after each batch.
+    public func extract(_ paths: [String], progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+        let width = featureWidth
+        var rows = [[Float]?](repeating: nil, count: paths.count)
+        var hashes = [String?](repeating: nil, count: paths.count)
+        var failures: [Failure] = []
+        var pending: [Int] = []
+        var hits = 0
+        for (i, p) in paths.enumerated() {
+            guard let data = FileManager.default.contents(atPath: p) else {
+                failures.append(Failure(path: p, reason: "cannot read file"))
+                continue
+            }
+            let bytes = [UInt8](data)
+            let hash = SHA256.hex(bytes)
+            hashes[i] = hash
+            if let cached = readCache(hash) { rows[i] = cached; hits += 1 } else { pending.append(i) }
+        }
+        var done = paths.count - pending.count
+        progress?(done, paths.count)
+
+        // Producer: decode + preprocess batch b+1 while the engine runs batch b.
+        let batches = stride(from: 0, to: pending.count, by: batchSize).map {
+            Array(pending[$0..<min($0 + batchSize, pending.count)])
+        }
+        let size = dataConfig.inputSize
+        let prepared = PrefetchQueue<(indices: [Int], input: Tensor?, failures: [Failure])>(capacity: 1)
+        let decoder = self.decoder, config = self.dataConfig
+        let producer = Thread {
+            for batch in batches {
+                var ok: [Int] = [], images: [RGBImage] = [], bad: [Failure] = []
+                for i in batch {
+                    do {
+                        images.append(try decoder.decode(contentsOf: URL(fileURLWithPath: paths[i])))
+                        ok.append(i)
+                    } catch {
+                        bad.append(Failure(path: paths[i], reason: (error as? ImageDecodingError)?.summary ?? "\(error)"))
+                    }
+                }
+                prepared.put((ok, images.isEmpty ? nil : config.batch(images), bad))
+            }
+        }
+        producer.stackSize = 8 << 20
+        producer.start()
+        for _ in batches {
+            let (indices, input, bad) = prepared.take()
+            failures += bad
+            if let input {
+                precondition(input.shape[1] == size)
+                let f = try model.features(input, level: level)
+                f.withUnsafeBufferPointer { fp in
+                    for (r, i) in indices.enumerated() {
+                        let row = UnsafeBufferPointer(rebasing: fp[(r * width)..<((r + 1) * width)])
+                        rows[i] = Array(row)
+                        if let h = hashes[i] { writeCache(h, row) }
+                    }
+                }
+            }
+            done += indices.count + bad.count
+            progress?(done, paths.count)
+        }
+        let kept = rows.indices.filter { rows[$0] != nil }
+        var features = Tensor(uninitialized: [kept.count, width])
+        features.withUnsafeMutableBufferPointer { p in
+            for (r, i) in kept.enumerated() {
+                rows[i]!.withUnsafeBufferPointer { (p.baseAddress! + r * width).update(from: $0.baseAddress!, count: width) }
+            }
+        }
+        let order = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, $0) })
+        failures.sort { (order[$0.path] ?? 0) < (order[$1.path] ?? 0) }
+        return Result(features: features, kept: kept, failures: failures, cacheHits: hits)
+    }
+}
+
+/// A bounded blocking queue between one producer and one consumer thread.
+final class PrefetchQueue<T>: @unchecked Sendable {
+    private var items: [T] = []
+    private let capacity: Int
+    private let condition = NSCondition()
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func put(_ item: T) {
+        condition.lock()
+        while items.count >= capacity { condition.wait() }
+        items.append(item)
+        condition.signal()
+        condition.unlock()
+    }
+
+    func take() -> T {
+        condition.lock()
+        while items.isEmpty { condition.wait() }
+        let item = items.removeFirst()
+        condition.signal()
+        condition.unlock()
+        return item
+    }
+}

@@ -1,0 +1,22 @@
+import ArgumentParser
+import Foundation
+
+@main
+struct Petri: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "petri",
+        abstract: "Image classifiers you can trust from a few hundred labelled biomedical images.",
+        discussion: """
+            Datasets are ImageFolder folders: DATA/<class name>/<image>. JPEG, PNG, TIFF and BMP are read; \
+            unreadable files are reported and skipped.
+
+            Exit codes: 0 success; 1 the command failed (the message names the file and the problem); \
+            64 invalid arguments.
+            """,
+        version: PetriVersion.string,
+        subcommands: [FeaturesCommand.self, ProbeCommand.self])
+}
+
+enum PetriVersion {
+    static let string = "0.1.0"
+}

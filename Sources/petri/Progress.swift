@@ -1,0 +1,37 @@
+import Foundation
+
+/// One self-overwriting progress line on stderr: stage, done/total, rate and ETA. Silent with `quiet`,
+/// and plain (one line per update, at most every 2 s) when stderr is not a terminal.
+final class ProgressLine {
+    let stage: String
+    let quiet: Bool
+    private let start = Date()
+    private var lastPrint = Date.distantPast
+    private let isTerminal = isatty(STDERR_FILENO) != 0
+
+    init(_ stage: String, quiet: Bool) {
+        self.stage = stage
+        self.quiet = quiet
+    }
+
+    func update(_ done: Int, _ total: Int) {
+        guard !quiet else { return }
+        let now = Date()
+        let finished = done >= total
+        guard finished || now.timeIntervalSince(lastPrint) >= (isTerminal ? 0.2 : 2) else { return }
+        lastPrint = now
+        let elapsed = now.timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(done) / elapsed : 0
+        let eta = rate > 0 && !finished ? String(format: ", ETA %.0fs", Double(total - done) / rate) : ""
+        let line = String(format: "%@: %d/%d (%.1f/s%@, %.1fs)", stage, done, total, rate, eta, elapsed)
+        if isTerminal {
+            FileHandle.standardError.write(("\r\u{1B}[K" + line + (finished ? "\n" : "")).data(using: .utf8)!)
+        } else {
+            FileHandle.standardError.write((line + "\n").data(using: .utf8)!)
+        }
+    }
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write((text + "\n").data(using: .utf8)!)
+}
