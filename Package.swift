@@ -45,7 +45,7 @@ let package = Package(
         .testTarget(name: "PetriEngineTests", dependencies: ["PetriEngine"]),
         .testTarget(name: "PetriNNTests", dependencies: ["PetriNN", "PetriData"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "PetriDataTests", dependencies: ["PetriData"]),
+        .testTarget(name: "PetriDataTests", dependencies: ["PetriData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PetriLearnTests", dependencies: ["PetriLearn", "PetriEval"]),
     ],
     swiftLanguageModes: [.v5]

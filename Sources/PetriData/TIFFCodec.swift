@@ -84,7 +84,15 @@ enum TIFFCodec {
         let samples = Int(field16(TIFFTAG_SAMPLESPERPIXEL))
         let sampleFormat = Int(field16(TIFFTAG_SAMPLEFORMAT))
         let planar = Int(field16(TIFFTAG_PLANARCONFIG))
-        let extraSamples = Int(field16(TIFFTAG_EXTRASAMPLES))
+        // EXTRASAMPLES is (uint16 count, uint16 *types): two out-arguments.
+        var extraCount: UInt16 = 0
+        var extraTypes: UnsafeMutablePointer<UInt16>?
+        _ = withUnsafeMutablePointer(to: &extraCount) { c in
+            withUnsafeMutablePointer(to: &extraTypes) { t in
+                withVaList([c, t]) { TIFFVGetFieldDefaulted(tif, UInt32(TIFFTAG_EXTRASAMPLES), $0) }
+            }
+        }
+        let extraSamples = Int(extraCount)
         let colourSamples = max(1, samples - extraSamples) >= 3 ? 3 : 1
 
         if bits > 8 {

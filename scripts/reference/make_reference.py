@@ -21,6 +21,7 @@ from PIL import Image
 from efficientnet_lite_pytorch import EfficientNet
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "Tests", "PetriNNTests", "Fixtures")
+DATA_FIXTURES = os.path.join(os.path.dirname(__file__), "..", "..", "Tests", "PetriDataTests", "Fixtures")
 WEIGHTS = os.environ.get("PETRI_WEIGHTS_DIR", os.path.expanduser("~/.cache/petri/weights"))
 MODELS = {
     "efficientnet-lite0": ("efficientnet-lite0-57934424.pth", 224, ["chelsea.png", "coffee.png", "bccd-neutrophil.png"]),
@@ -52,8 +53,8 @@ def main():
             np.save(os.path.join(FIXTURES, f"{name}-features.npy"), features)
         top = logits.argmax(axis=1).tolist()
         print(f"{name}: {images} -> top-1 {top}", file=sys.stderr)
-    jpeg = np.asarray(Image.open(os.path.join(FIXTURES, "pbc-monocyte.jpg")).convert("RGB")).astype(np.uint8)
-    np.save(os.path.join(FIXTURES, "pbc-monocyte-pil.npy"), jpeg)
+    jpeg = np.asarray(Image.open(os.path.join(DATA_FIXTURES, "pbc-monocyte.jpg")).convert("RGB")).astype(np.uint8)
+    np.save(os.path.join(DATA_FIXTURES, "pbc-monocyte-pil.npy"), jpeg)
 
 
 
