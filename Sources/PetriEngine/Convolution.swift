@@ -178,3 +178,73 @@ public final class Conv2DForward: @unchecked Sendable {
         return y
     }
 }
+
+/// Backward kernels of a convolution (no bias: Petri's trainable convolutions are followed by batch norm)
+/// for one geometry: gradients with respect to the input and the weights, in Petri's plain layouts.
+public final class Conv2DBackward: @unchecked Sendable {
+    public let geometry: Conv2DGeometry
+    let forward: Primitive
+    let data: Primitive
+    let weights: Primitive
+    let dataWeightsLayout: MemoryDescriptor
+    let diffWeightsLayout: MemoryDescriptor
+    private let packForData: Reorder
+    private let unpackDiffWeights: Reorder?
+
+    private nonisolated(unsafe) static var cache: [Conv2DGeometry: Conv2DBackward] = [:]
+    private static let cacheLock = NSLock()
+
+    public static func make(_ g: Conv2DGeometry) throws -> Conv2DBackward {
+        if let k = cacheLock.withLock({ cache[g] }) { return k }
+        let k = try Conv2DBackward(g)
+        cacheLock.withLock { cache[g] = k }
+        return k
+    }
+
+    private init(_ g: Conv2DGeometry) throws {
+        geometry = g
+        var fwdDesc = try OpDescriptors.convolution(
+            prop: dnnl_forward_training, src: g.sourceDescriptor, weights: g.anyWeightsDescriptor, bias: nil,
+            dst: g.destinationDescriptor, strides: g.strides, padLow: g.padLow, padHigh: g.padHigh)
+        forward = try Primitive(opDesc: &fwdDesc, attr: nil, operation: "convolution forward-training (\(g))")
+        var dataDesc = try OpDescriptors.convolutionBackwardData(
+            diffSrc: g.sourceDescriptor, weights: g.anyWeightsDescriptor, diffDst: g.destinationDescriptor,
+            strides: g.strides, padLow: g.padLow, padHigh: g.padHigh)
+        data = try Primitive(opDesc: &dataDesc, attr: nil, hint: forward.descriptor,
+                             operation: "convolution backward-data (\(g))")
+        var weightsDesc = try OpDescriptors.convolutionBackwardWeights(
+            src: g.sourceDescriptor, diffWeights: g.anyWeightsDescriptor, diffBias: nil,
+            diffDst: g.destinationDescriptor, strides: g.strides, padLow: g.padLow, padHigh: g.padHigh)
+        weights = try Primitive(opDesc: &weightsDesc, attr: nil, hint: forward.descriptor,
+                                operation: "convolution backward-weights (\(g))")
+        dataWeightsLayout = data.memoryDescriptor(dnnl_query_weights_md)
+        diffWeightsLayout = weights.memoryDescriptor(dnnl_query_diff_weights_md)
+        packForData = try Reorder(from: g.plainWeightsDescriptor, to: dataWeightsLayout)
+        unpackDiffWeights = diffWeightsLayout == g.plainWeightsDescriptor
+            ? nil : try Reorder(from: diffWeightsLayout, to: g.plainWeightsDescriptor)
+    }
+
+    /// ∂L/∂x for upstream gradient `dy` `[N, oH, oW, O]` and weights `[O, I/g, kH, kW]`.
+    public func inputGradient(_ dy: Tensor, weights w: Tensor) -> Tensor {
+        precondition(dy.shape == geometry.outputShape && w.shape == geometry.weightShape)
+        let packed = TensorStorage(count: dataWeightsLayout.byteCount / 4)
+        w.withUnsafeBufferPointer { packForData(UnsafeRawPointer($0.baseAddress!), packed.pointer) }
+        let dx = Tensor(uninitialized: geometry.inputShape)
+        data.execute([(Arg.diffDst, UnsafeMutableRawPointer(dy.storage.pointer)),
+                      (Arg.weights, UnsafeMutableRawPointer(packed.pointer)),
+                      (Arg.diffSrc, UnsafeMutableRawPointer(dx.storage.pointer))])
+        return dx
+    }
+
+    /// ∂L/∂w `[O, I/g, kH, kW]` for input `x` and upstream gradient `dy`.
+    public func weightGradient(_ dy: Tensor, input x: Tensor) -> Tensor {
+        precondition(dy.shape == geometry.outputShape && x.shape == geometry.inputShape)
+        let dw = Tensor(uninitialized: geometry.weightShape)
+        let target = unpackDiffWeights == nil ? dw.storage : TensorStorage(count: diffWeightsLayout.byteCount / 4)
+        weights.execute([(Arg.src, UnsafeMutableRawPointer(x.storage.pointer)),
+                         (Arg.diffDst, UnsafeMutableRawPointer(dy.storage.pointer)),
+                         (Arg.diffWeights, UnsafeMutableRawPointer(target.pointer))])
+        if let unpack = unpackDiffWeights { unpack(UnsafeRawPointer(target.pointer), dw.storage.pointer) }
+        return dw
+    }
+}

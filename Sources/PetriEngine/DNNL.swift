@@ -156,7 +156,13 @@ final class Primitive: @unchecked Sendable {
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: mem))
         }
         let status = dnnl_primitive_execute(primitive, rt.stream, Int32(execArgs.count), execArgs)
-        precondition(status == dnnl_success, "oneDNN: executing \(implementation) failed (\(status.rawValue))")
+        if status != dnnl_success {
+            let detail = args.map { a -> String in
+                let md = dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, a.arg)!.pointee
+                return "arg \(a.arg): ndims \(md.ndims)"
+            }.joined(separator: ", ")
+            preconditionFailure("oneDNN: executing \(implementation) failed (\(status.rawValue)); \(detail)")
+        }
         dnnl_stream_wait(rt.stream)
     }
 }
