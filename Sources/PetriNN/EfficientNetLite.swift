@@ -92,7 +92,7 @@ public final class EfficientNetLite: Module {
     public let blocks: [MBConvBlock]
     public let convHead: Conv2D
     public let bn1: BatchNorm2D
-    public let fc: Linear
+    public var fc: Linear
     /// Index of the last block of each of the seven stages.
     public let stageEnds: [Int]
 

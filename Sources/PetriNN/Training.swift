@@ -1,0 +1,121 @@
+import Foundation
+import PetriEngine
+
+/// How batch norm behaves while training.
+public enum BatchNormMode: String, Sendable, Codable {
+    /// Normalise with each batch's statistics and update the running ones (standard training).
+    case batch
+    /// Normalise with the running (pretrained) statistics; γ and β still learn. The right choice for tiny
+    /// batches, whose statistics are too noisy.
+    case frozen
+}
+
+extension Conv2D {
+    /// Differentiable convolution on a tape.
+    public func callAsFunction(_ x: Var, on tape: Tape) throws -> Var {
+        try tape.conv2d(x, tape.parameter(weight), geometry: geometry(for: x.shape))
+    }
+}
+
+extension BatchNorm2D {
+    public func callAsFunction(_ x: Var, on tape: Tape, mode: BatchNormMode) throws -> Var {
+        let batchStats = tape.training && mode == .batch
+        return try tape.batchNorm(x, scale: tape.parameter(weight), shift: tape.parameter(bias),
+                                  runningMean: runningMean, runningVariance: runningVariance, epsilon: epsilon,
+                                  momentum: momentum, useBatchStatistics: batchStats)
+    }
+}
+
+extension Linear {
+    public func callAsFunction(_ x: Var, on tape: Tape) -> Var {
+        tape.linear(x, weight: tape.parameter(weight), bias: tape.parameter(bias))
+    }
+}
+
+/// Options of a differentiable EfficientNet forward pass.
+public struct ForwardOptions {
+    public var batchNorm: BatchNormMode = .batch
+    /// Stochastic depth rate of the last block (scaled linearly from 0 for the first), as in EfficientNet.
+    public var dropConnect: Float = 0.2
+    public var dropout: Float = 0.2
+
+    public init(batchNorm: BatchNormMode = .batch, dropConnect: Float = 0.2, dropout: Float = 0.2) {
+        self.batchNorm = batchNorm
+        self.dropConnect = dropConnect
+        self.dropout = dropout
+    }
+}
+
+extension MBConvBlock {
+    public func callAsFunction(_ x: Var, on tape: Tape, options: ForwardOptions, dropConnect: Float,
+                               rng: inout SeededGenerator) throws -> Var {
+        var h = x
+        if let e = expandConv, let bn = bn0 {
+            h = try tape.activation(bn(e(h, on: tape), on: tape, mode: options.batchNorm), .relu6)
+        }
+        h = try tape.activation(bn1(depthwiseConv(h, on: tape), on: tape, mode: options.batchNorm), .relu6)
+        h = try bn2(projectConv(h, on: tape), on: tape, mode: options.batchNorm)
+        guard hasResidual else { return h }
+        return tape.add(tape.dropPath(h, rate: dropConnect, using: &rng), x)
+    }
+}
+
+extension EfficientNetLite {
+    /// The blocks after `level` (all blocks for nil = from the images).
+    func blockRange(after level: FeatureLevel?) -> Range<Int> {
+        switch level {
+        case nil, .stem?: 0..<blocks.count
+        case let .stage(s)?: (stageEnds[s - 1] + 1)..<blocks.count
+        case .head?: blocks.count..<blocks.count
+        }
+    }
+
+    /// Differentiable forward pass to pooled head features `[N, 1280]`.
+    ///
+    /// - Parameter start: where `input` comes from: nil for images `[N, H, W, 3]`, or a feature level whose
+    ///   activations were computed (and cached) by a frozen trunk — then only the layers above it run,
+    ///   which is what makes partial fine-tuning cheap.
+    public func pooledFeatures(_ input: Var, on tape: Tape, startingAfter start: FeatureLevel? = nil,
+                               options: ForwardOptions = ForwardOptions(),
+                               rng: inout SeededGenerator) throws -> Var {
+        var x = input
+        if start == nil {
+            x = try tape.activation(bn0(convStem(x, on: tape), on: tape, mode: options.batchNorm), .relu6)
+        }
+        if start != .head {
+            for i in blockRange(after: start) {
+                let rate = options.dropConnect * Float(i) / Float(blocks.count)
+                x = try blocks[i](x, on: tape, options: options, dropConnect: rate, rng: &rng)
+            }
+            x = try tape.activation(bn1(convHead(x, on: tape), on: tape, mode: options.batchNorm), .relu6)
+        }
+        return tape.globalAveragePool(x)
+    }
+
+    /// Differentiable logits `[N, classes]` (dropout before the classifier in training mode).
+    public func logits(_ input: Var, on tape: Tape, startingAfter start: FeatureLevel? = nil,
+                       options: ForwardOptions = ForwardOptions(), rng: inout SeededGenerator) throws -> Var {
+        let f = try pooledFeatures(input, on: tape, startingAfter: start, options: options, rng: &rng)
+        return fc(tape.dropout(f, rate: options.dropout, using: &rng), on: tape)
+    }
+
+    /// Replaces the classifier with a freshly initialised one for `classes` outputs.
+    public func resetClassifier(classes: Int, rng: inout SeededGenerator) -> Linear {
+        let head = Linear(inFeatures: Self.featureWidth, outFeatures: classes)
+        let bound = 1 / Float(Self.featureWidth).squareRoot()
+        head.weight.value = Tensor.uniform([classes, Self.featureWidth], low: -bound, high: bound, using: &rng)
+        return head
+    }
+
+    /// Parameters of the blocks after `level` plus the head convolution and its batch norm
+    /// (everything a partial fine-tune of the top trains, classifier excluded).
+    public func parameters(after level: FeatureLevel?) -> [Parameter] {
+        var out: [Parameter] = []
+        if level == nil { out += convStem.namedParameters.map(\.1) + bn0.namedParameters.map(\.1) }
+        if level != .head {
+            for i in blockRange(after: level) { out += blocks[i].namedParameters.map(\.1) }
+            out += convHead.namedParameters.map(\.1) + bn1.namedParameters.map(\.1)
+        }
+        return out.filter(\.trainable)
+    }
+}
