@@ -42,6 +42,7 @@ let package = Package(
                 "PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriEval",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .executableTarget(name: "petri-bench", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriLearn"]),
         .testTarget(name: "PetriEngineTests", dependencies: ["PetriEngine"]),
         .testTarget(name: "PetriNNTests", dependencies: ["PetriNN", "PetriData"],
                     resources: [.copy("Fixtures")]),

@@ -1,0 +1,100 @@
+// Throughput benchmark of Petri's engine; scripts/bench.sh runs it beside PyTorch and ONNX Runtime.
+// Usage: petri-bench forward|train|features [--batch N] [--iterations N] [--images DIR] [--count N]
+// Prints one JSON object per run: images/s, achieved GFLOP/s, peak resident memory.
+import Foundation
+import PetriData
+import PetriEngine
+import PetriLearn
+import PetriNN
+
+func option(_ name: String, _ fallback: String) -> String {
+    let args = CommandLine.arguments
+    if let i = args.firstIndex(of: name), i + 1 < args.count { return args[i + 1] }
+    return fallback
+}
+
+func peakMemoryMB() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// Forward FLOPs per image (convolutions and the classifier), from the model's own geometry.
+func forwardFlopsPerImage(_ model: EfficientNetLite, size: Int) -> Double {
+    var flops = 0.0
+    var shape = [1, size, size, 3]
+    func conv(_ c: Conv2D) {
+        let g = c.geometry(for: shape)
+        flops += g.flops
+        shape = g.outputShape
+    }
+    conv(model.convStem)
+    for b in model.blocks {
+        if let e = b.expandConv { conv(e) }
+        conv(b.depthwiseConv)
+        conv(b.projectConv)
+    }
+    conv(model.convHead)
+    return flops + 2 * 1280 * 1000
+}
+
+let mode = CommandLine.arguments.dropFirst().first ?? "forward"
+let batch = Int(option("--batch", "32"))!
+let iterations = Int(option("--iterations", "10"))!
+let (model, data) = try ModelRegistry.make(option("--model", "efficientnet-lite0"))
+let size = data.inputSize
+if let e = ProcessInfo.processInfo.environment["EARLY"] { model.earlyMicroBatch = Int(e)! }
+if let l = ProcessInfo.processInfo.environment["LATE"] { model.lateMicroBatch = Int(l)! }
+var rng = SeededGenerator(seed: 0)
+let input = Tensor.uniform([batch, size, size, 3], using: &rng)
+let flopsPerImage = forwardFlopsPerImage(model, size: size)
+
+func report(_ images: Int, _ seconds: Double, flopsPerImage: Double, extra: String = "") {
+    let rate = Double(images) / seconds
+    print(String(format: "{\"framework\": \"petri\", \"mode\": \"%@\", \"batch\": %d, \"images_per_s\": %.2f, \"gflops\": %.1f, \"peak_mb\": %.0f%@}",
+                 mode, batch, rate, rate * flopsPerImage / 1e9, peakMemoryMB(), extra))
+}
+
+switch mode {
+case "flops":
+    print(Int(flopsPerImage))
+case "forward":
+    for _ in 0..<2 { _ = try model.logits(input) }
+    let start = Date()
+    for _ in 0..<iterations { _ = try model.logits(input) }
+    report(batch * iterations, Date().timeIntervalSince(start), flopsPerImage: flopsPerImage)
+case "train":
+    model.fc = model.resetClassifier(classes: 8, rng: &rng)
+    let optimizer = AdamW([ParameterGroup(model.fc.trainableParameters),
+                           ParameterGroup(model.parameters(after: nil), learningRateScale: 0.1, weightDecay: 0.05)],
+                          learningRate: 1e-3)
+    let labels = (0..<batch).map { $0 % 8 }
+    func step() throws {
+        let tape = Tape(training: true)
+        let loss = tape.softmaxCrossEntropy(try model.logits(tape.constant(input), on: tape, rng: &rng), labels: labels,
+                                            labelSmoothing: 0.1)
+        optimizer.zeroGradients()
+        tape.backward(from: loss)
+        optimizer.step()
+    }
+    for _ in 0..<2 { try step() }
+    let start = Date()
+    for _ in 0..<iterations { try step() }
+    // forward + backward ≈ 3× the forward FLOPs
+    report(batch * iterations, Date().timeIntervalSince(start), flopsPerImage: 3 * flopsPerImage)
+case "features":
+    let dir = option("--images", "../shared/datasets/pbc-8class-500")
+    let count = Int(option("--count", "512"))!
+    let ds = try Dataset.imageFolder(URL(fileURLWithPath: dir))
+    let paths = Array(ds.items.map(\.path).prefix(count))
+    let extractor = try FeatureExtractor(backbone: "efficientnet-lite0")
+    extractor.cacheDirectory = nil
+    extractor.batchSize = batch
+    _ = try model.logits(input)   // warm the kernels as the others do
+    let start = Date()
+    let r = try extractor.extract(paths)
+    report(r.kept.count, Date().timeIntervalSince(start), flopsPerImage: flopsPerImage - 2 * 1280 * 1000)
+default:
+    FileHandle.standardError.write("unknown mode \(mode)\n".data(using: .utf8)!)
+    exit(64)
+}
