@@ -2,7 +2,9 @@
 # `make bench`: EfficientNet-Lite0 throughput of Petri, PyTorch and ONNX Runtime on this machine, same
 # weights, batch 32, 224², 2 threads, each measurement in its own process (for peak memory):
 #   forward   inference on random inputs
-#   train     forward + backward + AdamW step (Petri and PyTorch)
+#   train     forward + backward + AdamW step (Petri and PyTorch), with batch norm using batch statistics
+#             (PyTorch's train mode) and frozen (running statistics; Petri then folds BN into the convolutions
+#             and runs the step in micro-batches of 4 with accumulated gradients: identical gradients)
 #   features  end to end: decode + resize + forward of 512 PBC JPEGs (petri features --no-cache path)
 # Needs ../shared/datasets/pbc-8class-500 for the end-to-end figures (skipped without it).
 # Installs its reference tooling: Debian python3-torch/python3-pil, PyPI onnxruntime/pillow.
@@ -37,8 +39,11 @@ run() { "$@" | tee -a "$results"; }
 run $BENCH forward --iterations "$ITER"
 run $TORCH_PY scripts/bench/torch_bench.py forward "$WEIGHTS" --iterations "$ITER"
 run python3 scripts/bench/ort_bench.py forward "$work/lite0.onnx" --iterations "$ITER"
-run $BENCH train --iterations "$((ITER / 2 > 2 ? ITER / 2 : 2))"
-run $TORCH_PY scripts/bench/torch_bench.py train "$WEIGHTS" --iterations "$((ITER / 2 > 2 ? ITER / 2 : 2))"
+TRAIN_ITER=$((ITER / 2 > 2 ? ITER / 2 : 2))
+run $BENCH train --bn batch --iterations "$TRAIN_ITER"
+run $TORCH_PY scripts/bench/torch_bench.py train "$WEIGHTS" --iterations "$TRAIN_ITER"
+run $BENCH train --bn frozen --iterations "$TRAIN_ITER"
+run $TORCH_PY scripts/bench/torch_bench.py train-frozen "$WEIGHTS" --iterations "$TRAIN_ITER"
 if [ -d "$IMAGES" ]; then
   run $BENCH features --images "$IMAGES" --count 512
   run $TORCH_PY scripts/bench/torch_bench.py features "$WEIGHTS" --images "$IMAGES" --count 512
@@ -52,13 +57,13 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 get = {(r["framework"], r["mode"]): r for r in rows}
 print()
-print(f"{'mode':<10}{'framework':<13}{'images/s':>10}{'GFLOP/s':>9}{'peak MB':>9}{'Petri ×':>9}")
-for mode in ["forward", "train", "features"]:
+print(f"{'mode':<17}{'framework':<13}{'images/s':>10}{'GFLOP/s':>9}{'peak MB':>9}{'Petri ×':>9}")
+for mode in ["forward", "train-bn-batch", "train-bn-frozen", "features"]:
     p = get.get(("petri", mode))
     for fw in ["petri", "pytorch", "onnxruntime"]:
         r = get.get((fw, mode))
         if not r:
             continue
         ratio = "" if fw == "petri" or not p else f"{p['images_per_s'] / r['images_per_s']:.2f}"
-        print(f"{mode:<10}{fw:<13}{r['images_per_s']:>10.1f}{r['gflops']:>9.1f}{r['peak_mb']:>9}{ratio:>9}")
+        print(f"{mode:<17}{fw:<13}{r['images_per_s']:>10.1f}{r['gflops']:>9.1f}{r['peak_mb']:>9}{ratio:>9}")
 PY

@@ -179,10 +179,12 @@ public final class Conv2DForward: @unchecked Sendable {
     }
 }
 
-/// Backward kernels of a convolution (no bias: Petri's trainable convolutions are followed by batch norm)
-/// for one geometry: gradients with respect to the input and the weights, in Petri's plain layouts.
+/// Backward kernels of a convolution for one geometry: gradients with respect to the input, the weights
+/// and (with `bias`) the bias, in Petri's plain layouts.
 public final class Conv2DBackward: @unchecked Sendable {
+    struct Key: Hashable { let geometry: Conv2DGeometry; let bias: Bool }
     public let geometry: Conv2DGeometry
+    public let hasBias: Bool
     let forward: Primitive
     let data: Primitive
     let weights: Primitive
@@ -191,20 +193,23 @@ public final class Conv2DBackward: @unchecked Sendable {
     private let packForData: Reorder
     private let unpackDiffWeights: Reorder?
 
-    private nonisolated(unsafe) static var cache: [Conv2DGeometry: Conv2DBackward] = [:]
+    private nonisolated(unsafe) static var cache: [Key: Conv2DBackward] = [:]
     private static let cacheLock = NSLock()
 
-    public static func make(_ g: Conv2DGeometry) throws -> Conv2DBackward {
-        if let k = cacheLock.withLock({ cache[g] }) { return k }
-        let k = try Conv2DBackward(g)
-        cacheLock.withLock { cache[g] = k }
+    public static func make(_ g: Conv2DGeometry, bias: Bool = false) throws -> Conv2DBackward {
+        let key = Key(geometry: g, bias: bias)
+        if let k = cacheLock.withLock({ cache[key] }) { return k }
+        let k = try Conv2DBackward(g, bias: bias)
+        cacheLock.withLock { cache[key] = k }
         return k
     }
 
-    private init(_ g: Conv2DGeometry) throws {
+    private init(_ g: Conv2DGeometry, bias: Bool) throws {
         geometry = g
+        hasBias = bias
+        let biasDescriptor = bias ? MemoryDescriptor(dims: [g.outChannels], tag: dnnl_a) : nil
         var fwdDesc = try OpDescriptors.convolution(
-            prop: dnnl_forward_training, src: g.sourceDescriptor, weights: g.anyWeightsDescriptor, bias: nil,
+            prop: dnnl_forward_training, src: g.sourceDescriptor, weights: g.anyWeightsDescriptor, bias: biasDescriptor,
             dst: g.destinationDescriptor, strides: g.strides, padLow: g.padLow, padHigh: g.padHigh)
         forward = try Primitive(opDesc: &fwdDesc, attr: nil, operation: "convolution forward-training (\(g))")
         var dataDesc = try OpDescriptors.convolutionBackwardData(
@@ -213,7 +218,7 @@ public final class Conv2DBackward: @unchecked Sendable {
         data = try Primitive(opDesc: &dataDesc, attr: nil, hint: forward.descriptor,
                              operation: "convolution backward-data (\(g))")
         var weightsDesc = try OpDescriptors.convolutionBackwardWeights(
-            src: g.sourceDescriptor, diffWeights: g.anyWeightsDescriptor, diffBias: nil,
+            src: g.sourceDescriptor, diffWeights: g.anyWeightsDescriptor, diffBias: biasDescriptor,
             diffDst: g.destinationDescriptor, strides: g.strides, padLow: g.padLow, padHigh: g.padHigh)
         weights = try Primitive(opDesc: &weightsDesc, attr: nil, hint: forward.descriptor,
                                 operation: "convolution backward-weights (\(g))")
@@ -238,13 +243,24 @@ public final class Conv2DBackward: @unchecked Sendable {
 
     /// ∂L/∂w `[O, I/g, kH, kW]` for input `x` and upstream gradient `dy`.
     public func weightGradient(_ dy: Tensor, input x: Tensor) -> Tensor {
+        precondition(!hasBias, "use weightAndBiasGradient for a kernel with bias")
+        return weightAndBiasGradient(dy, input: x).weights
+    }
+
+    /// ∂L/∂w and ∂L/∂b (= Σ dy over N, H, W; nil without bias).
+    public func weightAndBiasGradient(_ dy: Tensor, input x: Tensor) -> (weights: Tensor, bias: Tensor?) {
         precondition(dy.shape == geometry.outputShape && x.shape == geometry.inputShape)
         let dw = Tensor(uninitialized: geometry.weightShape)
+        let db = hasBias ? Tensor(uninitialized: [geometry.outChannels]) : nil
         let target = unpackDiffWeights == nil ? dw.storage : TensorStorage(count: diffWeightsLayout.byteCount / 4)
-        weights.execute([(Arg.src, UnsafeMutableRawPointer(x.storage.pointer)),
-                         (Arg.diffDst, UnsafeMutableRawPointer(dy.storage.pointer)),
-                         (Arg.diffWeights, UnsafeMutableRawPointer(target.pointer))])
+        var args: [(arg: Int32, pointer: UnsafeMutableRawPointer)] = [
+            (Arg.src, UnsafeMutableRawPointer(x.storage.pointer)),
+            (Arg.diffDst, UnsafeMutableRawPointer(dy.storage.pointer)),
+            (Arg.diffWeights, UnsafeMutableRawPointer(target.pointer)),
+        ]
+        if let db { args.append((Arg.diffBias, UnsafeMutableRawPointer(db.storage.pointer))) }
+        weights.execute(args)
         if let unpack = unpackDiffWeights { unpack(UnsafeRawPointer(target.pointer), dw.storage.pointer) }
-        return dw
+        return (dw, db)
     }
 }

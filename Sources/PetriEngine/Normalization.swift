@@ -81,13 +81,20 @@ public final class BatchNormKernels: @unchecked Sendable {
 /// Elementwise activations through oneDNN (forward and backward), on tensors of any shape.
 public enum Activation: Hashable, Sendable {
     case relu, relu6
+    /// The same functions with a backward pass computed from the output (y), not the input: used when
+    /// the forward activation was fused into a convolution and only its output exists.
+    case reluFromOutput, relu6FromOutput
 
     var algorithm: (dnnl_alg_kind_t, Float, Float) {
         switch self {
         case .relu: (dnnl_eltwise_relu, 0, 0)
         case .relu6: (dnnl_eltwise_clip_v2, 0, 6)
+        case .reluFromOutput: (dnnl_eltwise_relu_use_dst_for_bwd, 0, 0)
+        case .relu6FromOutput: (dnnl_eltwise_clip_v2_use_dst_for_bwd, 0, 6)
         }
     }
+
+    var usesOutputForBackward: Bool { self == .reluFromOutput || self == .relu6FromOutput }
 }
 
 public final class EltwiseKernels: @unchecked Sendable {
@@ -95,6 +102,7 @@ public final class EltwiseKernels: @unchecked Sendable {
     let forward: Primitive
     let backward: Primitive
     let count: Int
+    let usesOutputForBackward: Bool
 
     private nonisolated(unsafe) static var cache: [Key: EltwiseKernels] = [:]
     private static let cacheLock = NSLock()
@@ -109,6 +117,7 @@ public final class EltwiseKernels: @unchecked Sendable {
 
     private init(_ key: Key) throws {
         count = key.count
+        usesOutputForBackward = key.activation.usesOutputForBackward
         // Flat 1-D view: elementwise ops do not care about the shape.
         let md = MemoryDescriptor(dims: [key.count], tag: dnnl_a)
         let (alg, alpha, beta) = key.activation.algorithm
@@ -127,10 +136,10 @@ public final class EltwiseKernels: @unchecked Sendable {
         return y
     }
 
-    /// ∂L/∂x given the forward input x.
+    /// ∂L/∂x given the forward input x (or, for the `…FromOutput` activations, the forward output y).
     public func backward(_ dy: Tensor, input x: Tensor) -> Tensor {
         let dx = Tensor(uninitialized: x.shape)
-        backward.execute([(Arg.src, UnsafeMutableRawPointer(x.storage.pointer)),
+        backward.execute([(usesOutputForBackward ? Arg.dst : Arg.src, UnsafeMutableRawPointer(x.storage.pointer)),
                           (Arg.diffDst, UnsafeMutableRawPointer(dy.storage.pointer)),
                           (Arg.diffSrc, UnsafeMutableRawPointer(dx.storage.pointer))])
         return dx

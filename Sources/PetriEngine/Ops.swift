@@ -213,3 +213,61 @@ extension Tape {
         }
     }
 }
+
+extension Tape {
+    /// Convolution followed by batch norm with fixed statistics (frozen BN) and an optional ReLU/ReLU6,
+    /// computed as one convolution with folded weights w' = w·s and bias b' = β − μ·s, s = γ/√(σ² + ε),
+    /// and the activation fused. Against conv → BN → ReLU6 as three kernels this saves two full passes
+    /// over the activations forward and the BN and activation passes backward. Gradients reach x, w, γ, β.
+    public func convBatchNormFrozen(_ x: Var, _ w: Var, geometry g: Conv2DGeometry, scale: Var, shift: Var,
+                                    mean: Tensor, variance: Tensor, epsilon: Float,
+                                    activation: FusedActivation) throws -> Var {
+        let outC = g.outChannels, perOut = g.weightShape.dropFirst().reduce(1, *)
+        let gamma = scale.value.scalars, beta = shift.value.scalars
+        let mu = mean.scalars, v = variance.scalars
+        let inv = v.map { 1 / ($0 + epsilon).squareRoot() }
+        let s = (0..<outC).map { gamma[$0] * inv[$0] }
+        var folded = w.value
+        folded.withUnsafeMutableBufferPointer { p in
+            for o in 0..<outC { for i in 0..<perOut { p[o * perOut + i] *= s[o] } }
+        }
+        let bias = Tensor(shape: [outC], data: (0..<outC).map { beta[$0] - mu[$0] * s[$0] })
+        let forward = try Conv2DForward.make(g, bias: true, activation: activation)
+        let y = forward(x.value, weights: forward.pack(folded), bias: bias)
+        let xv = x.value, wv = w.value
+        return record(y, inputs: [x, w, scale, shift]) { [unowned self] dy in
+            let backward = try! Conv2DBackward.make(g, bias: true)
+            // Through the activation, from its output (y ∈ (0, 6) ⇔ the pre-activation is), by oneDNN.
+            let gPre: Tensor
+            switch activation {
+            case .none: gPre = dy
+            case .relu: gPre = try! EltwiseKernels.make(.reluFromOutput, count: y.count).backward(dy, input: y)
+            case .relu6: gPre = try! EltwiseKernels.make(.relu6FromOutput, count: y.count).backward(dy, input: y)
+            }
+            if self.needsGradient(x) { self.accumulate(x, backward.inputGradient(gPre, weights: folded)) }
+            // ∂L/∂b' (= ∂L/∂β) comes out of the weight-gradient kernel as its bias gradient.
+            let (dFolded, dBias) = backward.weightAndBiasGradient(gPre, input: xv)
+            let dShift = dBias!.scalars
+            let needW = self.needsGradient(w), needScale = self.needsGradient(scale)
+            if needW || needScale {
+                var dW = dFolded
+                var dS = [Float](repeating: 0, count: outC)
+                dW.withUnsafeMutableBufferPointer { p in
+                    wv.withUnsafeBufferPointer { wp in
+                        for o in 0..<outC {
+                            var acc: Float = 0
+                            for i in 0..<perOut {
+                                acc += p[o * perOut + i] * wp[o * perOut + i]
+                                p[o * perOut + i] *= s[o]
+                            }
+                            dS[o] = acc - dShift[o] * mu[o]
+                        }
+                    }
+                }
+                if needW { self.accumulate(w, dW) }
+                self.accumulate(scale, Tensor(shape: [outC], data: (0..<outC).map { dS[$0] * inv[$0] }))
+            }
+            self.accumulate(shift, Tensor(shape: [outC], data: dShift))
+        }
+    }
+}

@@ -26,6 +26,24 @@ extension BatchNorm2D {
     }
 }
 
+/// Convolution → batch norm → activation on a tape. With running statistics (frozen BN, or evaluation)
+/// the three run as one convolution with folded weights and a fused activation.
+func convBatchNorm(_ conv: Conv2D, _ bn: BatchNorm2D, _ x: Var, on tape: Tape, mode: BatchNormMode,
+                   activation: FusedActivation) throws -> Var {
+    if tape.training && mode == .batch {
+        let h = try bn(conv(x, on: tape), on: tape, mode: mode)
+        switch activation {
+        case .none: return h
+        case .relu: return try tape.activation(h, .relu)
+        case .relu6: return try tape.activation(h, .relu6)
+        }
+    }
+    return try tape.convBatchNormFrozen(x, tape.parameter(conv.weight), geometry: conv.geometry(for: x.shape),
+                                        scale: tape.parameter(bn.weight), shift: tape.parameter(bn.bias),
+                                        mean: bn.runningMean.value, variance: bn.runningVariance.value,
+                                        epsilon: bn.epsilon, activation: activation)
+}
+
 extension Linear {
     public func callAsFunction(_ x: Var, on tape: Tape) -> Var {
         tape.linear(x, weight: tape.parameter(weight), bias: tape.parameter(bias))
@@ -50,11 +68,10 @@ extension MBConvBlock {
     public func callAsFunction(_ x: Var, on tape: Tape, options: ForwardOptions, dropConnect: Float,
                                rng: inout SeededGenerator) throws -> Var {
         var h = x
-        if let e = expandConv, let bn = bn0 {
-            h = try tape.activation(bn(e(h, on: tape), on: tape, mode: options.batchNorm), .relu6)
-        }
-        h = try tape.activation(bn1(depthwiseConv(h, on: tape), on: tape, mode: options.batchNorm), .relu6)
-        h = try bn2(projectConv(h, on: tape), on: tape, mode: options.batchNorm)
+        let mode = options.batchNorm
+        if let e = expandConv, let bn = bn0 { h = try convBatchNorm(e, bn, h, on: tape, mode: mode, activation: .relu6) }
+        h = try convBatchNorm(depthwiseConv, bn1, h, on: tape, mode: mode, activation: .relu6)
+        h = try convBatchNorm(projectConv, bn2, h, on: tape, mode: mode, activation: .none)
         guard hasResidual else { return h }
         return tape.add(tape.dropPath(h, rate: dropConnect, using: &rng), x)
     }
@@ -80,14 +97,14 @@ extension EfficientNetLite {
                                rng: inout SeededGenerator) throws -> Var {
         var x = input
         if start == nil {
-            x = try tape.activation(bn0(convStem(x, on: tape), on: tape, mode: options.batchNorm), .relu6)
+            x = try convBatchNorm(convStem, bn0, x, on: tape, mode: options.batchNorm, activation: .relu6)
         }
         if start != .head {
             for i in blockRange(after: start) {
                 let rate = options.dropConnect * Float(i) / Float(blocks.count)
                 x = try blocks[i](x, on: tape, options: options, dropConnect: rate, rng: &rng)
             }
-            x = try tape.activation(bn1(convHead(x, on: tape), on: tape, mode: options.batchNorm), .relu6)
+            x = try convBatchNorm(convHead, bn1, x, on: tape, mode: options.batchNorm, activation: .relu6)
         }
         return tape.globalAveragePool(x)
     }

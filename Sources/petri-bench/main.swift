@@ -51,8 +51,9 @@ let flopsPerImage = forwardFlopsPerImage(model, size: size)
 
 func report(_ images: Int, _ seconds: Double, flopsPerImage: Double, extra: String = "") {
     let rate = Double(images) / seconds
+    let label = mode == "train" ? "train-bn-\(option("--bn", "batch"))" : mode
     print(String(format: "{\"framework\": \"petri\", \"mode\": \"%@\", \"batch\": %d, \"images_per_s\": %.2f, \"gflops\": %.1f, \"peak_mb\": %.0f%@}",
-                 mode, batch, rate, rate * flopsPerImage / 1e9, peakMemoryMB(), extra))
+                 label, batch, rate, rate * flopsPerImage / 1e9, peakMemoryMB(), extra))
 }
 
 switch mode {
@@ -69,12 +70,22 @@ case "train":
                            ParameterGroup(model.parameters(after: nil), learningRateScale: 0.1, weightDecay: 0.05)],
                           learningRate: 1e-3)
     let labels = (0..<batch).map { $0 % 8 }
+    // --bn batch: batch statistics over the whole batch (as PyTorch's train mode);
+    // --bn frozen: running statistics, which lets the step run in micro-batches of --micro images
+    // with accumulated gradients (identical gradients, cache-sized activations).
+    let frozen = option("--bn", "batch") == "frozen"
+    let micro = frozen ? Int(option("--micro", "4"))! : batch
+    let options = ForwardOptions(batchNorm: frozen ? .frozen : .batch)
     func step() throws {
-        let tape = Tape(training: true)
-        let loss = tape.softmaxCrossEntropy(try model.logits(tape.constant(input), on: tape, rng: &rng), labels: labels,
-                                            labelSmoothing: 0.1)
         optimizer.zeroGradients()
-        tape.backward(from: loss)
+        for start in stride(from: 0, to: batch, by: micro) {
+            let part = start..<min(start + micro, batch)
+            let tape = Tape(training: true)
+            let loss = tape.softmaxCrossEntropy(
+                try model.logits(tape.constant(input.slice(rows: part)), on: tape, options: options, rng: &rng),
+                labels: Array(labels[part]), labelSmoothing: 0.1)
+            tape.backward(from: loss, seed: Tensor(shape: [], data: [Float(part.count) / Float(batch)]))
+        }
         optimizer.step()
     }
     for _ in 0..<2 { try step() }

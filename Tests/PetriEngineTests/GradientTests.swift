@@ -228,3 +228,42 @@ enum GradientCheck {
         #expect(losses.last! < 0.1 && losses.first! > 0.6)
     }
 }
+
+@Suite struct FusedFrozenBatchNormTests {
+    @Test(arguments: [FusedActivation.relu6, .none])
+    func gradients(activation: FusedActivation) throws {
+        let g = Conv2DGeometry(batch: 2, height: 6, width: 5, inChannels: 4, outChannels: 6, kernelHeight: 3,
+                               kernelWidth: 3, strideHeight: 2, strideWidth: 2, padTop: 0, padBottom: 1, padLeft: 1,
+                               padRight: 1)
+        let x = GradientCheck.parameter(g.inputShape, seed: 30)
+        let w = GradientCheck.parameter(g.weightShape, seed: 31)
+        let gamma = GradientCheck.parameter([6], seed: 32, low: 0.5, high: 2)
+        let beta = GradientCheck.parameter([6], seed: 33, low: 1, high: 3)   // keeps most outputs inside (0, 6)
+        let mean = Tensor(shape: [6], data: [0.1, -0.3, 0.2, 0, 0.4, -0.1])
+        let variance = Tensor(shape: [6], data: [1, 0.5, 2, 1.5, 0.8, 1.2])
+        _ = try GradientCheck.run([x, w, gamma, beta], epsilon: 2e-3) { tape, v in
+            try tape.convBatchNormFrozen(v[0], v[1], geometry: g, scale: v[2], shift: v[3], mean: mean,
+                                         variance: variance, epsilon: 1e-3, activation: activation)
+        }
+    }
+
+    /// Same values as the unfused conv → frozen BN → ReLU6.
+    @Test func matchesTheUnfusedChain() throws {
+        let g = Conv2DGeometry(batch: 2, height: 5, width: 5, inChannels: 3, outChannels: 4, kernelHeight: 1, kernelWidth: 1)
+        var rng = SeededGenerator(seed: 40)
+        let x = Tensor.uniform(g.inputShape, using: &rng), w = Tensor.uniform(g.weightShape, using: &rng)
+        let gamma = Tensor.uniform([4], low: 0.5, high: 2, using: &rng), beta = Tensor.uniform([4], using: &rng)
+        let mean = Parameter(Tensor.uniform([4], using: &rng), trainable: false)
+        let variance = Parameter(Tensor.uniform([4], low: 0.5, high: 2, using: &rng), trainable: false)
+        let tape = Tape()
+        let fused = try tape.convBatchNormFrozen(tape.constant(x), tape.constant(w), geometry: g,
+                                                 scale: tape.constant(gamma), shift: tape.constant(beta),
+                                                 mean: mean.value, variance: variance.value, epsilon: 1e-3,
+                                                 activation: .relu6)
+        let chain = try tape.activation(
+            tape.batchNorm(tape.conv2d(tape.constant(x), tape.constant(w), geometry: g), scale: tape.constant(gamma),
+                           shift: tape.constant(beta), runningMean: mean, runningVariance: variance, epsilon: 1e-3,
+                           momentum: 0.1, useBatchStatistics: false), .relu6)
+        #expect(fused.value.maxAbsDifference(chain.value) < 1e-5)
+    }
+}

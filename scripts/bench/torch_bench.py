@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """PyTorch side of `make bench` (Debian python3-torch 1.13, channels_last, 2 threads).
-Usage: torch_bench.py forward|train|e2e|export WEIGHTS [--images DIR] [--onnx OUT]"""
+Usage: torch_bench.py forward|train|train-frozen|features|export WEIGHTS [--images DIR] [--onnx OUT]"""
 import argparse
 import json
 import os
@@ -64,8 +64,13 @@ def main():
             for _ in range(a.iterations):
                 model(x)
             report("forward", 32 * a.iterations, time.perf_counter() - t, FLOPS)
-    elif a.mode == "train":
+    elif a.mode in ("train", "train-frozen"):
         model.train()
+        if a.mode == "train-frozen":
+            # Batch norm with running statistics while the weights train (Petri's tiny-batch mode).
+            for m in model.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
         model._fc = torch.nn.Linear(1280, 8)
         groups = [{"params": model._fc.parameters(), "lr": 1e-3},
                   {"params": [q for n, q in model.named_parameters() if not n.startswith("_fc")], "lr": 1e-4}]
@@ -82,7 +87,8 @@ def main():
         t = time.perf_counter()
         for _ in range(a.iterations):
             step()
-        report("train", 32 * a.iterations, time.perf_counter() - t, 3 * FLOPS)
+        label = "train-bn-frozen" if a.mode == "train-frozen" else "train-bn-batch"
+        report(label, 32 * a.iterations, time.perf_counter() - t, 3 * FLOPS)
     elif a.mode == "features":
         # End to end: PIL decode + resize + forward of the pooled features, batch 32.
         model.eval()
