@@ -1,0 +1,262 @@
+import Foundation
+import PetriEngine
+
+/// One of the 8 symmetries of the square: `k` quarter turns clockwise, then an optional horizontal flip.
+public func dihedral(_ image: FloatImage, turns k: Int, flip: Bool) -> FloatImage {
+    let w = image.width, h = image.height
+    let (ow, oh) = k % 2 == 0 ? (w, h) : (h, w)
+    var out = FloatImage(width: ow, height: oh)
+    for y in 0..<oh {
+        for x in 0..<ow {
+            let fx = flip ? ow - 1 - x : x
+            // Inverse map of a clockwise rotation by k·90°.
+            let (sx, sy): (Int, Int)
+            switch k % 4 {
+            case 0: (sx, sy) = (fx, y)
+            case 1: (sx, sy) = (y, h - 1 - fx)
+            case 2: (sx, sy) = (w - 1 - fx, h - 1 - y)
+            default: (sx, sy) = (w - 1 - y, fx)
+            }
+            for c in 0..<3 { out[x, y, c] = image[sx, sy, c] }
+        }
+    }
+    return out
+}
+
+/// A random one of the 8 dihedral orientations (or, with `verticalFlips: false`, only identity and the
+/// horizontal mirror — for images with a meaningful up, such as ultrasound).
+public struct RandomDihedral: ImageTransform {
+    public var verticalFlips: Bool
+    public init(verticalFlips: Bool = true) { self.verticalFlips = verticalFlips }
+    public var spec: String { verticalFlips ? "dihedral" : "hflip" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        if !verticalFlips { return Bool.random(using: &rng) ? dihedral(image, turns: 0, flip: true) : image }
+        let r = Int.random(in: 0..<8, using: &rng)
+        return dihedral(image, turns: r % 4, flip: r >= 4)
+    }
+}
+
+/// Random-resized crop (Inception style): a region of `scale` × the area with aspect ratio in `ratio`
+/// (log-uniform), resized back to the input size.
+public struct RandomResizedCrop: ImageTransform {
+    public var scale: ClosedRange<Double>
+    public var ratio: ClosedRange<Double>
+    public init(scale: ClosedRange<Double> = 0.6...1, ratio: ClosedRange<Double> = (3.0 / 4)...(4.0 / 3)) {
+        self.scale = scale
+        self.ratio = ratio
+    }
+    public var spec: String { "crop(scale=\(scale.lowerBound)-\(scale.upperBound))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        let area = Double(image.width * image.height)
+        for _ in 0..<10 {
+            let target = area * Double.random(in: scale, using: &rng)
+            let logRatio = Double.random(in: Foundation.log(ratio.lowerBound)...Foundation.log(ratio.upperBound), using: &rng)
+            let ar = Foundation.exp(logRatio)
+            let w = Int((target * ar).squareRoot().rounded()), h = Int((target / ar).squareRoot().rounded())
+            guard w >= 1, h >= 1, w <= image.width, h <= image.height else { continue }
+            let x = Int.random(in: 0...(image.width - w), using: &rng), y = Int.random(in: 0...(image.height - h), using: &rng)
+            return image.cropped(x: x, y: y, width: w, height: h).resized(width: image.width, height: image.height)
+        }
+        return image
+    }
+}
+
+/// Rotation by a random angle in ±`degrees` about the centre, bilinear, with reflection padding (no
+/// black corners).
+public struct RandomRotation: ImageTransform {
+    public var degrees: Double
+    public init(degrees: Double = 15) { self.degrees = degrees }
+    public var spec: String { "rotate(degrees=\(degrees))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        rotate(image, radians: Double.random(in: -degrees...degrees, using: &rng) * .pi / 180)
+    }
+
+    public func rotate(_ image: FloatImage, radians: Double) -> FloatImage {
+        let w = image.width, h = image.height
+        let cx = Double(w - 1) / 2, cy = Double(h - 1) / 2, c = Foundation.cos(radians), s = Foundation.sin(radians)
+        var out = FloatImage(width: w, height: h)
+        for y in 0..<h {
+            for x in 0..<w {
+                let dx = Double(x) - cx, dy = Double(y) - cy
+                let sx = c * dx + s * dy + cx, sy = -s * dx + c * dy + cy
+                let x0 = Int(sx.rounded(.down)), y0 = Int(sy.rounded(.down))
+                let fx = Float(sx - Double(x0)), fy = Float(sy - Double(y0))
+                let xa = reflectIndex(x0, w), xb = reflectIndex(x0 + 1, w)
+                let ya = reflectIndex(y0, h), yb = reflectIndex(y0 + 1, h)
+                for ch in 0..<3 {
+                    let top = (1 - fx) * image[xa, ya, ch] + fx * image[xb, ya, ch]
+                    let bottom = (1 - fx) * image[xa, yb, ch] + fx * image[xb, yb, ch]
+                    out[x, y, ch] = (1 - fy) * top + fy * bottom
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Brightness (multiplicative), contrast (about the mean) and gamma, each drawn within ±its range.
+public struct BrightnessContrastGamma: ImageTransform {
+    public var brightness: Double
+    public var contrast: Double
+    public var gamma: Double
+    public init(brightness: Double = 0.2, contrast: Double = 0.2, gamma: Double = 0.2) {
+        self.brightness = brightness; self.contrast = contrast; self.gamma = gamma
+    }
+    public var spec: String { "intensity(brightness=\(brightness),contrast=\(contrast),gamma=\(gamma))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        let b = Float(1 + Double.random(in: -brightness...brightness, using: &rng))
+        let c = Float(1 + Double.random(in: -contrast...contrast, using: &rng))
+        let g = Float(Foundation.exp(Double.random(in: -gamma...gamma, using: &rng)))
+        let mean = image.pixels.reduce(0, +) / Float(image.pixels.count)
+        return FloatImage(width: image.width, height: image.height, pixels: image.pixels.map {
+            Foundation.pow(max(0, min(1, ((($0 - mean) * c) + mean) * b)), g)
+        })
+    }
+}
+
+/// Hue shift (fraction of the circle), saturation and value scaling, each within ±its range.
+public struct HSVJitter: ImageTransform {
+    public var hue: Double
+    public var saturation: Double
+    public var value: Double
+    public init(hue: Double = 0.03, saturation: Double = 0.15, value: Double = 0.1) {
+        self.hue = hue; self.saturation = saturation; self.value = value
+    }
+    public var spec: String { "hsv(h=\(hue),s=\(saturation),v=\(value))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        let dh = Float(Double.random(in: -hue...hue, using: &rng))
+        let ds = Float(1 + Double.random(in: -saturation...saturation, using: &rng))
+        let dv = Float(1 + Double.random(in: -value...value, using: &rng))
+        var out = image
+        for i in 0..<(image.width * image.height) {
+            var (h, s, v) = rgbToHSV(image.pixels[i * 3], image.pixels[i * 3 + 1], image.pixels[i * 3 + 2])
+            h = (h + dh).truncatingRemainder(dividingBy: 1); if h < 0 { h += 1 }
+            s = min(1, s * ds); v = min(1, v * dv)
+            (out.pixels[i * 3], out.pixels[i * 3 + 1], out.pixels[i * 3 + 2]) = hsvToRGB(h, s, v)
+        }
+        return out
+    }
+}
+
+func rgbToHSV(_ r: Float, _ g: Float, _ b: Float) -> (Float, Float, Float) {
+    let mx = max(r, g, b), mn = min(r, g, b), d = mx - mn
+    var h: Float = 0
+    if d > 0 {
+        if mx == r { h = ((g - b) / d).truncatingRemainder(dividingBy: 6) }
+        else if mx == g { h = (b - r) / d + 2 }
+        else { h = (r - g) / d + 4 }
+        h /= 6
+        if h < 0 { h += 1 }
+    }
+    return (h, mx > 0 ? d / mx : 0, mx)
+}
+
+func hsvToRGB(_ h: Float, _ s: Float, _ v: Float) -> (Float, Float, Float) {
+    let c = v * s, hp = h * 6, x = c * (1 - abs(hp.truncatingRemainder(dividingBy: 2) - 1)), m = v - c
+    let (r, g, b): (Float, Float, Float)
+    switch Int(hp) % 6 {
+    case 0: (r, g, b) = (c, x, 0)
+    case 1: (r, g, b) = (x, c, 0)
+    case 2: (r, g, b) = (0, c, x)
+    case 3: (r, g, b) = (0, x, c)
+    case 4: (r, g, b) = (x, 0, c)
+    default: (r, g, b) = (c, 0, x)
+    }
+    return (r + m, g + m, b + m)
+}
+
+/// Stain jitter in haematoxylin–eosin–DAB space (Ruifrok matrix; Tellez et al. 2018): each stain's
+/// concentration becomes α·c + β with α ∈ 1 ± `sigma`, β ∈ ±`bias`.
+public struct HEDJitter: ImageTransform {
+    public var sigma: Double
+    public var bias: Double
+    public init(sigma: Double = 0.05, bias: Double = 0.01) { self.sigma = sigma; self.bias = bias }
+    public var spec: String { "hed(sigma=\(sigma),bias=\(bias))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        let alpha = (0..<3).map { _ in Float(1 + Double.random(in: -sigma...sigma, using: &rng)) }
+        let beta = (0..<3).map { _ in Float(Double.random(in: -bias...bias, using: &rng)) }
+        return HEDJitter.transform(image, alpha: alpha, beta: beta)
+    }
+
+    static func transform(_ image: FloatImage, alpha: [Float], beta: [Float]) -> FloatImage {
+        var out = image
+        for i in 0..<(image.width * image.height) {
+            let hed = ColorSpace.rgbToHED(Array(image.pixels[(i * 3)..<(i * 3 + 3)]))
+            let rgb = ColorSpace.hedToRGB((0..<3).map { hed[$0] * alpha[$0] + beta[$0] })
+            for c in 0..<3 { out.pixels[i * 3 + c] = max(0, min(1, rgb[c])) }
+        }
+        return out
+    }
+}
+
+/// Gaussian blur with σ drawn from `sigma` (separable, reflected borders).
+public struct GaussianBlur: ImageTransform {
+    public var sigma: ClosedRange<Double>
+    public init(sigma: ClosedRange<Double> = 0.1...1.5) { self.sigma = sigma }
+    public var spec: String { "blur(sigma=\(sigma.lowerBound)-\(sigma.upperBound))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        blur(image, sigma: Double.random(in: sigma, using: &rng))
+    }
+
+    public func blur(_ image: FloatImage, sigma s: Double) -> FloatImage {
+        let r = max(1, Int((3 * s).rounded(.up)))
+        var k = (-r...r).map { Float(Foundation.exp(-Double($0 * $0) / (2 * s * s))) }
+        let total = k.reduce(0, +); k = k.map { $0 / total }
+        let w = image.width, h = image.height
+        var tmp = FloatImage(width: w, height: h), out = tmp
+        for y in 0..<h { for x in 0..<w { for c in 0..<3 {
+            var acc: Float = 0
+            for (j, kv) in k.enumerated() { acc += kv * image[reflectIndex(x + j - r, w), y, c] }
+            tmp[x, y, c] = acc
+        } } }
+        for y in 0..<h { for x in 0..<w { for c in 0..<3 {
+            var acc: Float = 0
+            for (j, kv) in k.enumerated() { acc += kv * tmp[x, reflectIndex(y + j - r, h), c] }
+            out[x, y, c] = acc
+        } } }
+        return out
+    }
+}
+
+/// Additive Gaussian noise with standard deviation drawn up to `std`.
+public struct GaussianNoise: ImageTransform {
+    public var std: Double
+    public init(std: Double = 0.03) { self.std = std }
+    public var spec: String { "noise(std=\(std))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        let s = Float(Double.random(in: 0...std, using: &rng))
+        return FloatImage(width: image.width, height: image.height,
+                          pixels: image.pixels.map { max(0, min(1, $0 + s * rng.normal())) })
+    }
+}
+
+/// Multiplicative (speckle) noise, as in ultrasound: x·(1 + n), n ~ N(0, σ²), σ up to `std`,
+/// the same for the three channels of a pixel.
+public struct SpeckleNoise: ImageTransform {
+    public var std: Double
+    public init(std: Double = 0.15) { self.std = std }
+    public var spec: String { "speckle(std=\(std))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        let s = Float(Double.random(in: 0...std, using: &rng))
+        var out = image
+        for i in 0..<(image.width * image.height) {
+            let f = 1 + s * rng.normal()
+            for c in 0..<3 { out.pixels[i * 3 + c] = max(0, min(1, image.pixels[i * 3 + c] * f)) }
+        }
+        return out
+    }
+}
+
+/// A transform applied with probability `probability`.
+public struct Sometimes: ImageTransform {
+    public var probability: Double
+    public var transform: any ImageTransform
+    public init(_ probability: Double, _ transform: any ImageTransform) {
+        self.probability = probability
+        self.transform = transform
+    }
+    public var spec: String { probability >= 1 ? transform.spec : "\(transform.spec)@\(probability)" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        Double.random(in: 0..<1, using: &rng) < probability ? transform.apply(image, rng: &rng) : image
+    }
+}
