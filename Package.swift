@@ -33,7 +33,7 @@ let package = Package(
         .systemLibrary(name: "CTIFF", path: "Sources/CTIFF"),
         .target(name: "PetriEngine", dependencies: ["CDNNL"]),
         .target(name: "PetriNN", dependencies: ["PetriEngine", "ZIPFoundation"]),
-        .target(name: "PetriData", dependencies: ["PetriEngine", "PetriNN", "CTurboJPEG", "CPNG", "CTIFF"]),
+        .target(name: "PetriData", dependencies: ["PetriEngine", "PetriNN", "CTurboJPEG", "CPNG", "CTIFF", "ZIPFoundation"]),
         .target(name: "PetriEval", dependencies: []),
         .target(name: "PetriLearn", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriEval"]),
         .executableTarget(

@@ -9,12 +9,15 @@ public struct DatasetItem: Sendable, Hashable {
     public let label: Int
     /// Optional grouping (patient, slide, duplicate cluster): items of one group never straddle a split.
     public var group: String?
+    /// For array sources (.npz): the image's index in `Dataset.arrays`.
+    public var arrayIndex: Int?
 
-    public init(path: String, relativePath: String, label: Int, group: String? = nil) {
+    public init(path: String, relativePath: String, label: Int, group: String? = nil, arrayIndex: Int? = nil) {
         self.path = path
         self.relativePath = relativePath
         self.label = label
         self.group = group
+        self.arrayIndex = arrayIndex
     }
 }
 
@@ -24,9 +27,11 @@ public enum DatasetError: Error, CustomStringConvertible {
     case notADirectory(String)
     case noClasses(String)
     case tooFewClasses(String, found: [String])
+    case malformed(String, reason: String)
 
     public var description: String {
         switch self {
+        case let .malformed(p, r): "\(p): \(r)"
         case let .notFound(p): "\(p): no such file or folder"
         case let .notADirectory(p): "\(p): not a folder (an ImageFolder dataset is a folder of class folders)"
         case let .noClasses(p): "\(p): no class folders with images found (expected DATA/<class>/<image>)"
@@ -42,12 +47,41 @@ public struct Dataset: Sendable {
     public var items: [DatasetItem]
     /// Things a user should know that did not stop loading (empty classes, ignored files).
     public var warnings: [String]
+    /// Pixel arrays of an .npz source (nil for file-based sources).
+    public var arrays: ArrayImages?
 
-    public init(root: URL, classNames: [String], items: [DatasetItem], warnings: [String] = []) {
+    public init(root: URL, classNames: [String], items: [DatasetItem], warnings: [String] = [],
+                arrays: ArrayImages? = nil) {
         self.root = root
         self.classNames = classNames
         self.items = items
         self.warnings = warnings
+        self.arrays = arrays
+    }
+
+    /// Opens a dataset: a folder (ImageFolder), a `.csv` (`path,label[,group]`) or a `.npz` (MedMNIST style).
+    public static func load(_ url: URL) throws -> Dataset {
+        switch url.pathExtension.lowercased() {
+        case "csv": return try csv(url)
+        case "npz": return try npz(url)
+        default: return try imageFolder(url)
+        }
+    }
+
+    /// The item's encoded file bytes, or for array sources its raw pixels (what content hashes are over).
+    public func contents(of item: DatasetItem) throws -> [UInt8] {
+        if let i = item.arrayIndex, let a = arrays { return Array(a.bytes(i)) }
+        guard let data = FileManager.default.contents(atPath: item.path) else {
+            throw ImageDecodingError(path: item.path, reason: .unreadable(
+                FileManager.default.fileExists(atPath: item.path) ? "permission denied or not a regular file" : "no such file"))
+        }
+        return [UInt8](data)
+    }
+
+    /// The item's pixels (decoded from `bytes` if given, to avoid reading the file twice).
+    public func image(of item: DatasetItem, decoder: ImageDecoder, bytes: [UInt8]? = nil) throws -> RGBImage {
+        if let i = item.arrayIndex, let a = arrays { return a.image(i) }
+        return try decoder.decode(bytes ?? contents(of: item), path: item.path)
     }
 
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "tif", "tiff", "bmp"]

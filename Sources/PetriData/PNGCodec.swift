@@ -1,4 +1,5 @@
 import CPNG
+import Foundation
 
 /// PNG through libpng's simplified API (no setjmp needed). The input buffer stays pinned from
 /// begin to finish: libpng keeps a pointer into it.
@@ -44,5 +45,34 @@ enum PNGCodec {
             return RGBImage(width: w, height: h, pixels: expandToRGB(raw, pixelCount: w * h, channels: channels),
                             sourceChannels: sourceChannels)
         }
+    }
+}
+
+extension RGBImage {
+    /// Encodes as an 8-bit RGB PNG (libpng simplified API).
+    public func pngData() throws -> [UInt8] {
+        var image = png_image()
+        image.version = UInt32(PNG_IMAGE_VERSION)
+        image.width = UInt32(width)
+        image.height = UInt32(height)
+        image.format = UInt32(PNG_FORMAT_FLAG_COLOR)
+        var size: Int = 0
+        // First call measures, second writes.
+        let measured = pixels.withUnsafeBufferPointer {
+            png_image_write_to_memory(&image, nil, &size, 0, $0.baseAddress, 0, nil)
+        }
+        guard measured != 0, size > 0 else { throw ImageDecodingError(path: "<png encoder>", reason: .corrupt("cannot encode PNG")) }
+        var out = [UInt8](repeating: 0, count: size)
+        let ok = out.withUnsafeMutableBytes { dst in
+            pixels.withUnsafeBufferPointer { png_image_write_to_memory(&image, dst.baseAddress, &size, 0, $0.baseAddress, 0, nil) }
+        }
+        png_image_free(&image)
+        guard ok != 0 else { throw ImageDecodingError(path: "<png encoder>", reason: .corrupt("cannot encode PNG")) }
+        return Array(out.prefix(size))
+    }
+
+    /// Writes a PNG atomically (temporary file, then rename): a crash never leaves a partial file.
+    public func writePNG(to url: URL) throws {
+        try Data(try pngData()).write(to: url, options: .atomic)
     }
 }

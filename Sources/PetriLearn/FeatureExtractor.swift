@@ -15,6 +15,11 @@ public final class FeatureExtractor {
     public var decoder = ImageDecoder()
     /// nil disables the cache.
     public var cacheDirectory: URL?
+    /// Deterministic preprocessing applied before the backbone's own resize and normalisation
+    /// (part of the cache key).
+    public var preprocessing = TransformPipeline() {
+        didSet { modelKey = FeatureExtractor.key(baseKey, preprocessing) }
+    }
 
     public struct Failure: Sendable {
         public let path: String
@@ -35,12 +40,17 @@ public final class FeatureExtractor {
         self.level = level
         (model, dataConfig) = try ModelRegistry.make(backbone, pretrained: pretrained)
         let entry = try ModelRegistry.entry(backbone)
-        modelKey = SHA256.hex("petri-features-v1|\(backbone)|\(pretrained ? entry.weightsFile : "random")|"
-            + "\(dataConfig.fingerprint)|\(level)")
+        baseKey = "petri-features-v1|\(backbone)|\(pretrained ? entry.weightsFile : "random")|\(dataConfig.fingerprint)|\(level)"
+        modelKey = FeatureExtractor.key(baseKey, TransformPipeline())
         cacheDirectory = FeatureExtractor.defaultCacheDirectory
     }
 
-    let modelKey: String
+    let baseKey: String
+    private(set) var modelKey: String
+
+    static func key(_ base: String, _ preprocessing: TransformPipeline) -> String {
+        SHA256.hex(base + "|pre=" + preprocessing.spec)
+    }
     public var featureWidth: Int { model.channels(at: level) }
 
     /// $PETRI_CACHE_DIR/features, or $XDG_CACHE_HOME/petri/features (~/.cache/petri/features).
@@ -71,44 +81,49 @@ public final class FeatureExtractor {
         try? Data(buffer: row).write(to: url, options: .atomic)
     }
 
-    /// Features for `paths`. Unreadable images are skipped and reported in `failures`, never fatal.
-    /// `progress(done, total)` is called after each batch.
+    /// Features for image files (see `extract(_:items:progress:)`).
     public func extract(_ paths: [String], progress: ((Int, Int) -> Void)? = nil) throws -> Result {
+        let items = paths.map { DatasetItem(path: $0, relativePath: $0, label: 0) }
+        return try extract(Dataset(root: URL(fileURLWithPath: "/"), classNames: ["?"], items: items), items: items,
+                           progress: progress)
+    }
+
+    /// Features for `items` of `dataset`. Unreadable images are skipped and reported in `failures`, never
+    /// fatal. `progress(done, total)` is called after each batch.
+    public func extract(_ dataset: Dataset, items: [DatasetItem], progress: ((Int, Int) -> Void)? = nil) throws -> Result {
         let width = featureWidth
-        var rows = [[Float]?](repeating: nil, count: paths.count)
-        var hashes = [String?](repeating: nil, count: paths.count)
+        var rows = [[Float]?](repeating: nil, count: items.count)
+        var hashes = [String?](repeating: nil, count: items.count)
         var failures: [Failure] = []
         var pending: [Int] = []
         var hits = 0
-        for (i, p) in paths.enumerated() {
-            guard let data = FileManager.default.contents(atPath: p) else {
-                failures.append(Failure(path: p, reason: "cannot read file"))
-                continue
+        for (i, item) in items.enumerated() {
+            do {
+                let hash = SHA256.hex(try dataset.contents(of: item))
+                hashes[i] = hash
+                if let cached = readCache(hash) { rows[i] = cached; hits += 1 } else { pending.append(i) }
+            } catch {
+                failures.append(Failure(path: item.path, reason: (error as? ImageDecodingError)?.summary ?? "\(error)"))
             }
-            let bytes = [UInt8](data)
-            let hash = SHA256.hex(bytes)
-            hashes[i] = hash
-            if let cached = readCache(hash) { rows[i] = cached; hits += 1 } else { pending.append(i) }
         }
-        var done = paths.count - pending.count
-        progress?(done, paths.count)
+        var done = items.count - pending.count
+        progress?(done, items.count)
 
         // Producer: decode + preprocess batch b+1 while the engine runs batch b.
         let batches = stride(from: 0, to: pending.count, by: batchSize).map {
             Array(pending[$0..<min($0 + batchSize, pending.count)])
         }
-        let size = dataConfig.inputSize
         let prepared = PrefetchQueue<(indices: [Int], input: Tensor?, failures: [Failure])>(capacity: 1)
-        let decoder = self.decoder, config = self.dataConfig
+        let decoder = self.decoder, config = self.dataConfig, preprocess = self.preprocessing
         let producer = Thread {
             for batch in batches {
-                var ok: [Int] = [], images: [RGBImage] = [], bad: [Failure] = []
+                var ok: [Int] = [], images: [FloatImage] = [], bad: [Failure] = []
                 for i in batch {
                     do {
-                        images.append(try decoder.decode(contentsOf: URL(fileURLWithPath: paths[i])))
+                        images.append(preprocess(FloatImage(try dataset.image(of: items[i], decoder: decoder))))
                         ok.append(i)
                     } catch {
-                        bad.append(Failure(path: paths[i], reason: (error as? ImageDecodingError)?.summary ?? "\(error)"))
+                        bad.append(Failure(path: items[i].path, reason: (error as? ImageDecodingError)?.summary ?? "\(error)"))
                     }
                 }
                 prepared.put((ok, images.isEmpty ? nil : config.batch(images), bad))
@@ -120,7 +135,6 @@ public final class FeatureExtractor {
             let (indices, input, bad) = prepared.take()
             failures += bad
             if let input {
-                precondition(input.shape[1] == size)
                 let f = try model.features(input, level: level)
                 f.withUnsafeBufferPointer { fp in
                     for (r, i) in indices.enumerated() {
@@ -131,7 +145,7 @@ public final class FeatureExtractor {
                 }
             }
             done += indices.count + bad.count
-            progress?(done, paths.count)
+            progress?(done, items.count)
         }
         let kept = rows.indices.filter { rows[$0] != nil }
         var features = Tensor(uninitialized: [kept.count, width])
@@ -140,7 +154,7 @@ public final class FeatureExtractor {
                 rows[i]!.withUnsafeBufferPointer { (p.baseAddress! + r * width).update(from: $0.baseAddress!, count: width) }
             }
         }
-        let order = Dictionary(uniqueKeysWithValues: paths.enumerated().map { ($1, $0) })
+        let order = Dictionary(items.enumerated().map { ($1.path, $0) }, uniquingKeysWith: { a, _ in a })
         failures.sort { (order[$0.path] ?? 0) < (order[$1.path] ?? 0) }
         return Result(features: features, kept: kept, failures: failures, cacheHits: hits)
     }

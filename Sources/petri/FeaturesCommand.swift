@@ -21,6 +21,9 @@ struct BackboneOptions: ParsableArguments {
     @Option(help: "Refuse images with more pixels than this.")
     var maxPixels = ImageDecoder.defaultMaxPixels
 
+    @Option(help: "Preprocessing applied before the backbone's resize, e.g. 'clahe' or 'reinhard, centercrop(fraction=0.9)'.")
+    var preprocess = "none"
+
     @Flag(help: "No progress output.")
     var quiet = false
 
@@ -30,6 +33,7 @@ struct BackboneOptions: ParsableArguments {
         }
         guard FeatureLevel(level) != nil else { throw ValidationError("unknown level '\(level)'") }
         guard batchSize >= 1 else { throw ValidationError("--batch-size must be at least 1") }
+        do { _ = try TransformPipeline.parse(preprocess) } catch { throw ValidationError("--preprocess: \(error)") }
     }
 
     func makeExtractor() throws -> FeatureExtractor {
@@ -37,16 +41,17 @@ struct BackboneOptions: ParsableArguments {
         extractor.batchSize = batchSize
         extractor.decoder = ImageDecoder(maxPixels: maxPixels)
         if noCache { extractor.cacheDirectory = nil }
+        extractor.preprocessing = try TransformPipeline.parse(preprocess)
         return extractor
     }
 
     /// Loads an ImageFolder dataset and extracts features, reporting skipped files on stderr.
     func extract(from data: String) throws -> (Dataset, FeatureExtractor.Result) {
-        let dataset = try Dataset.imageFolder(URL(fileURLWithPath: data))
+        let dataset = try Dataset.load(URL(fileURLWithPath: data))
         for w in dataset.warnings { printError("warning: \(w)") }
         let extractor = try makeExtractor()
         let progress = ProgressLine("features (\(backbone), \(level))", quiet: quiet)
-        let result = try extractor.extract(dataset.items.map(\.path), progress: progress.update)
+        let result = try extractor.extract(dataset, items: dataset.items, progress: progress.update)
         for f in result.failures { printError("skipped \(f.path): \(f.reason)") }
         if !result.failures.isEmpty { printError("\(result.failures.count) image(s) skipped") }
         guard !result.kept.isEmpty else { throw PetriCLIError("no readable images in \(dataset.root.path)") }
@@ -71,7 +76,7 @@ struct FeaturesCommand: ParsableCommand {
               petri features Samples/bccd-wbc-mini --backbone efficientnet-lite0 --out wbc.npy
             """)
 
-    @Argument(help: "ImageFolder dataset (DATA/<class>/<image>).")
+    @Argument(help: "Dataset: a folder DATA/<class>/<image>, a CSV (path,label[,group]) or a .npz (MedMNIST style).")
     var data: String
 
     @Option(help: "Output .npy file.")

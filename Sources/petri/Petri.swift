@@ -14,7 +14,7 @@ struct Petri: ParsableCommand {
             64 invalid arguments.
             """,
         version: PetriVersion.string,
-        subcommands: [FeaturesCommand.self, ProbeCommand.self])
+        subcommands: [InspectCommand.self, FeaturesCommand.self, ProbeCommand.self, AugmentPreviewCommand.self])
 }
 
 enum PetriVersion {

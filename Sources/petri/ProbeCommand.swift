@@ -17,7 +17,7 @@ struct ProbeCommand: ParsableCommand {
               petri probe Samples/bccd-wbc-mini --folds 5 --repeats 2 --seed 0
             """)
 
-    @Argument(help: "ImageFolder dataset (DATA/<class>/<image>).")
+    @Argument(help: "Dataset: a folder DATA/<class>/<image>, a CSV (path,label[,group]) or a .npz (MedMNIST style).")
     var data: String
 
     @Option(help: "Folds per repeat.")
@@ -48,9 +48,10 @@ struct ProbeCommand: ParsableCommand {
         guard smallest >= folds else {
             throw PetriCLIError("\(dataset.root.path): the smallest class has \(smallest) image(s), fewer than --folds \(folds)")
         }
-        // Exact duplicates (same bytes) share a group so they never straddle train and test.
+        // Exact duplicates (same bytes) share a group so they never straddle train and test;
+        // groups given by a CSV are respected too.
         let groups: [String?] = result.kept.map { i in
-            FileManager.default.contents(atPath: dataset.items[i].path).map { SHA256.hex([UInt8]($0)) }
+            dataset.items[i].group ?? (try? dataset.contents(of: dataset.items[i])).map(SHA256.hex)
         }
         let progress = ProgressLine("cross-validation", quiet: options.quiet)
         let cv = CrossValidation.run(features: result.features, labels: labels, groups: groups, classes: classes,
