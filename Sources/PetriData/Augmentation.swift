@@ -179,11 +179,21 @@ public struct HEDJitter: ImageTransform {
     }
 
     static func transform(_ image: FloatImage, alpha: [Float], beta: [Float]) -> FloatImage {
+        // od·(M⁻¹·diag(α)·M) + β·M, precomputed as one 3×3 matrix and an offset: x' = exp(−(od·A + b)).
+        let m = ColorSpace.rgbFromHED, inv = ColorSpace.hedFromRGB
+        var a = [Float](repeating: 0, count: 9), b = [Float](repeating: 0, count: 3)
+        for i in 0..<3 { for j in 0..<3 { a[i * 3 + j] = (0..<3).reduce(0) { $0 + inv[i][$1] * alpha[$1] * m[$1][j] } } }
+        for j in 0..<3 { b[j] = (0..<3).reduce(0) { $0 + beta[$1] * m[$1][j] } }
         var out = image
-        for i in 0..<(image.width * image.height) {
-            let hed = ColorSpace.rgbToHED(Array(image.pixels[(i * 3)..<(i * 3 + 3)]))
-            let rgb = ColorSpace.hedToRGB((0..<3).map { hed[$0] * alpha[$0] + beta[$0] })
-            for c in 0..<3 { out.pixels[i * 3 + c] = max(0, min(1, rgb[c])) }
+        out.pixels.withUnsafeMutableBufferPointer { p in
+            for i in 0..<(image.width * image.height) {
+                let o0 = -Foundation.log(max(p[i * 3], 1e-6)), o1 = -Foundation.log(max(p[i * 3 + 1], 1e-6))
+                let o2 = -Foundation.log(max(p[i * 3 + 2], 1e-6))
+                for j in 0..<3 {
+                    let od = o0 * a[j] + o1 * a[3 + j] + o2 * a[6 + j] + b[j]
+                    p[i * 3 + j] = max(0, min(1, Foundation.exp(-od)))
+                }
+            }
         }
         return out
     }

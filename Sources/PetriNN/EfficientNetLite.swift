@@ -162,10 +162,10 @@ public final class EfficientNetLite: Module {
         }
         let earlyEnd = min(lastBlock, earlyPhaseEnd)
         var x = try inChunks(images, of: earlyMicroBatch) { part in
-            try self.runBlocks(self.stemUnit(part), 0...max(earlyEnd, -1))
+            try self.runBlocks(self.stemUnit(part), 0..<(earlyEnd + 1))
         }
         if lastBlock > earlyEnd {
-            x = try inChunks(x, of: lateMicroBatch) { part in try self.runBlocks(part, (earlyEnd + 1)...lastBlock) }
+            x = try inChunks(x, of: lateMicroBatch) { part in try self.runBlocks(part, (earlyEnd + 1)..<(lastBlock + 1)) }
         }
         if level == .head { x = try inChunks(x, of: lateMicroBatch) { try self.headUnit($0) } }
         return x
@@ -179,9 +179,9 @@ public final class EfficientNetLite: Module {
         })
     }
 
-    private func runBlocks(_ input: Tensor, _ range: ClosedRange<Int>) throws -> Tensor {
+    private func runBlocks(_ input: Tensor, _ range: Range<Int>) throws -> Tensor {
         var x = input
-        for i in range where i >= 0 {
+        for i in range {
             let unit = blockUnits[i]
             var h = x
             if let e = unit.expand { h = try e(h) }

@@ -105,6 +105,21 @@ case "features":
     let start = Date()
     let r = try extractor.extract(paths)
     report(r.kept.count, Date().timeIntervalSince(start), flopsPerImage: flopsPerImage - 2 * 1280 * 1000)
+case "loader":
+    // The loader alone: decode + (augment) + resize to 224² + normalise, no network.
+    let dir = option("--images", "../shared/datasets/pbc-8class-500")
+    let count = Int(option("--count", "512"))!
+    let workers = Int(option("--workers", "2"))!
+    let ds = try Dataset.imageFolder(URL(fileURLWithPath: dir))
+    let items = Array(ds.items.prefix(count))
+    let augmentation = try TransformPipeline.augmentation(option("--policy", "none"))
+    let start = Date()
+    let loader = BatchLoader(dataset: ds, items: items, order: Array(items.indices), batchSize: batch,
+                             dataConfig: data, augmentation: augmentation, seed: 0, workers: workers)
+    var n = 0
+    while let b = loader.nextBatch() { n += b.labels.count }
+    report(n, Date().timeIntervalSince(start), flopsPerImage: 0,
+           extra: ", \"workers\": \(workers), \"policy\": \"\(option("--policy", "none"))\"")
 default:
     FileHandle.standardError.write("unknown mode \(mode)\n".data(using: .utf8)!)
     exit(64)
