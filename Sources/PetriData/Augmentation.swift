@@ -270,3 +270,14 @@ public struct Sometimes: ImageTransform {
         Double.random(in: 0..<1, using: &rng) < probability ? transform.apply(image, rng: &rng) : image
     }
 }
+
+/// A fixed dihedral orientation `index` in 0..<8 (quarter turns = index % 4, flipped when index ≥ 4):
+/// deterministic, so features of each view can be cached and averaged (test-time augmentation).
+public struct DihedralView: ImageTransform {
+    public var index: Int
+    public init(_ index: Int) { self.index = index }
+    public var spec: String { "view(k=\(index))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        index == 0 ? image : dihedral(image, turns: index % 4, flip: index >= 4)
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import PetriEngine
 
 /// One labelled image of a dataset.
 public struct DatasetItem: Sendable, Hashable {
@@ -145,6 +146,22 @@ public struct Dataset: Sendable {
         return c
     }
 
+    /// At most `limit` images per class: a seeded shuffle of each class (in file order) and its first
+    /// `limit` images — a fixed, documented draw (e.g. 100 per class of pbc-8class-500 with seed 0).
+    public func limitingClasses(to limit: Int, seed: UInt64) -> Dataset {
+        var rng = SeededGenerator(seed: seed, stream: "class draw")
+        var keep: [DatasetItem] = []
+        for c in classNames.indices {
+            var members = items.filter { $0.label == c }
+            members.shuffle(using: &rng)
+            keep += members.prefix(limit)
+        }
+        let order = Dictionary(uniqueKeysWithValues: items.enumerated().map { ($1.path, $0) })
+        var out = self
+        out.items = keep.sorted { order[$0.path]! < order[$1.path]! }
+        return out
+    }
+
     /// Drops classes with fewer than `minimum` images (with a warning) and renumbers labels.
     public func droppingClasses(smallerThan minimum: Int) -> Dataset {
         let counts = classCounts
@@ -160,6 +177,6 @@ public struct Dataset: Sendable {
             guard let l = map[item.label] else { return nil }
             return DatasetItem(path: item.path, relativePath: item.relativePath, label: l, group: item.group)
         }
-        return Dataset(root: root, classNames: keep.map { classNames[$0] }, items: kept, warnings: w)
+        return Dataset(root: root, classNames: keep.map { classNames[$0] }, items: kept, warnings: w, arrays: arrays)
     }
 }

@@ -60,7 +60,7 @@ public struct TransformPipeline: Sendable {
     }
 
     static let known = ["centercrop", "padsquare", "resize", "grey", "clahe", "tophat", "otsu", "adaptive", "sobel",
-                        "lbp", "reinhard", "macenko", "dihedral", "hflip", "crop", "rotate", "intensity", "hsv", "hed",
+                        "lbp", "reinhard", "macenko", "view", "dihedral", "hflip", "crop", "rotate", "intensity", "hsv", "hed",
                         "blur", "noise", "speckle"]
 
     static func parseItem(_ item: String) throws -> any ImageTransform {
@@ -114,6 +114,10 @@ public struct TransformPipeline: Sendable {
         case "macenko": t = MacenkoNormalization()
         case "dihedral": t = RandomDihedral()
         case "hflip": t = RandomDihedral(verticalFlips: false)
+        case "view":
+            let k = Int(try number("k", 0))
+            guard (0..<8).contains(k) else { throw PipelineError("'\(item)': k must be in 0..<8") }
+            t = DihedralView(k)
         case "crop": t = RandomResizedCrop(scale: try range("scale", 0.6...1))
         case "rotate": t = RandomRotation(degrees: try number("degrees", 15))
         case "intensity":

@@ -1,0 +1,83 @@
+import Foundation
+import PetriData
+import PetriEngine
+import PetriNN
+
+/// Frozen-backbone features of every item of a dataset, per (backbone, level, dihedral view), computed
+/// once (and cached on disk by `FeatureExtractor`) and shared by every method, split and seed of a study.
+public final class FeatureBank {
+    public let dataset: Dataset
+    public var batchSize = 32
+    public var useDiskCache = true
+    public var progress: ((String, Int, Int) -> Void)?
+    private var extractors: [String: FeatureExtractor] = [:]
+    private var memory: [String: Tensor] = [:]
+
+    public init(dataset: Dataset) { self.dataset = dataset }
+
+    private func extractor(_ backbone: String, _ level: FeatureLevel) throws -> FeatureExtractor {
+        let key = "\(backbone)|\(level)"
+        if let e = extractors[key] { return e }
+        let e = try FeatureExtractor(backbone: backbone, level: level)
+        e.batchSize = batchSize
+        if !useDiskCache { e.cacheDirectory = nil }
+        extractors[key] = e
+        return e
+    }
+
+    /// `[items, D]` features of one view. Throws if an item cannot be read (drop unreadable items first
+    /// with `readableItems`).
+    public func features(backbone: String, level: FeatureLevel = .head, view: Int = 0) throws -> Tensor {
+        let key = "\(backbone)|\(level)|\(view)"
+        if let t = memory[key] { return t }
+        let e = try extractor(backbone, level)
+        e.preprocessing = view == 0 ? TransformPipeline() : TransformPipeline([DihedralView(view)])
+        let r = try e.extract(dataset, items: dataset.items) { [progress] done, total in
+            progress?("features \(backbone) \(level) view \(view)", done, total)
+        }
+        guard r.failures.isEmpty else {
+            throw DatasetError.malformed(r.failures[0].path, reason: r.failures[0].reason)
+        }
+        memory[key] = r.features
+        return r.features
+    }
+
+    /// Mean of the features over `views` dihedral orientations (test-time augmentation of frozen features).
+    public func features(backbone: String, level: FeatureLevel = .head, views: Int) throws -> Tensor {
+        var sum = try features(backbone: backbone, level: level, view: 0)
+        for v in 1..<max(1, views) { sum.add(try features(backbone: backbone, level: level, view: v)) }
+        return views > 1 ? sum.scaled(by: 1 / Float(views)) : sum
+    }
+
+    /// The dataset without items that cannot be read, and the failures (path, reason).
+    public static func readableItems(_ dataset: Dataset, decoder: ImageDecoder = ImageDecoder()) -> (Dataset, [(String, String)]) {
+        var out = dataset
+        var failures: [(String, String)] = []
+        out.items = dataset.items.filter { item in
+            do { _ = try dataset.image(of: item, decoder: decoder); return true } catch {
+                failures.append((item.path, (error as? ImageDecodingError)?.summary ?? "\(error)"))
+                return false
+            }
+        }
+        return (out, failures)
+    }
+}
+
+/// Concatenates feature matrices column-wise, each block L2-normalised first so no backbone dominates.
+public func concatenateFeatures(_ blocks: [Tensor]) -> Tensor {
+    precondition(!blocks.isEmpty)
+    if blocks.count == 1 { return blocks[0] }
+    let n = blocks[0].shape[0], widths = blocks.map { $0.shape[1] }, total = widths.reduce(0, +)
+    var out = Tensor(uninitialized: [n, total])
+    let normalised = blocks.map(l2NormalizedRows)
+    out.withUnsafeMutableBufferPointer { o in
+        var offset = 0
+        for (b, block) in normalised.enumerated() {
+            block.withUnsafeBufferPointer { p in
+                for i in 0..<n { for j in 0..<widths[b] { o[i * total + offset + j] = p[i * widths[b] + j] } }
+            }
+            offset += widths[b]
+        }
+    }
+    return out
+}

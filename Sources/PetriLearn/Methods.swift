@@ -1,0 +1,179 @@
+import Foundation
+import PetriData
+import PetriEngine
+import PetriEval
+import PetriNN
+
+/// What a method gets for one (split, size, seed): the dataset, its labels, shared frozen features.
+public struct MethodContext {
+    public let dataset: Dataset
+    public let labels: [Int]
+    public let classes: Int
+    public let bank: FeatureBank
+    public var seed: UInt64
+    /// Progress of long methods (stage, done, total).
+    public var progress: ((String, Int, Int) -> Void)?
+
+    public init(dataset: Dataset, bank: FeatureBank, seed: UInt64) {
+        self.dataset = dataset
+        labels = dataset.items.map(\.label)
+        classes = dataset.classNames.count
+        self.bank = bank
+        self.seed = seed
+    }
+}
+
+/// A way to learn a classifier from `train` and predict `test`: class probabilities `[test.count, classes]`.
+public protocol FewShotMethod {
+    /// The method and its settings, as recorded in results (e.g. `lp[efficientnet-lite0,head,tta8]`).
+    var name: String { get }
+    func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor
+}
+
+/// Where frozen features come from: backbones × levels, optionally averaged over the 8 dihedral views.
+public struct FeatureSpec: Sendable, Hashable, CustomStringConvertible {
+    public var backbones: [String]
+    public var levels: [FeatureLevel]
+    public var views: Int
+
+    public init(backbones: [String] = ["efficientnet-lite0"], levels: [FeatureLevel] = [.head], views: Int = 1) {
+        self.backbones = backbones
+        self.levels = levels
+        self.views = views
+    }
+
+    public var description: String {
+        backbones.map { $0.replacingOccurrences(of: "efficientnet-", with: "") }.joined(separator: "+") + ","
+            + levels.map(\.description).joined(separator: "+") + (views > 1 ? ",tta\(views)" : "")
+    }
+
+    /// `[items, D]`: the blocks concatenated (each L2-normalised when there are several).
+    public func matrix(_ bank: FeatureBank) throws -> Tensor {
+        var blocks: [Tensor] = []
+        for b in backbones { for l in levels { blocks.append(try bank.features(backbone: b, level: l, views: views)) } }
+        return concatenateFeatures(blocks)
+    }
+}
+
+/// Linear probe: L2-normalised frozen features + multinomial logistic regression, C by inner CV.
+public struct LinearProbeMethod: FewShotMethod {
+    public var features: FeatureSpec
+    public var probe = LinearProbe()
+
+    public init(features: FeatureSpec = FeatureSpec()) { self.features = features }
+    public var name: String { "lp[\(features)]" }
+
+    public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        let x = try features.matrix(context.bank)
+        let model = probe.fit(x.rows(train), labels: train.map { context.labels[$0] }, classes: context.classes,
+                              seed: context.seed)
+        return model.probabilities(x.rows(test))
+    }
+}
+
+/// Cosine-similarity classifiers on L2-normalised frozen features: k nearest neighbours (distance-weighted
+/// votes) or nearest class prototype (mean feature per class), with softmax-like scores.
+public struct NearestNeighbourMethod: FewShotMethod {
+    public enum Kind: Sendable { case knn(Int), prototype }
+    public var kind: Kind
+    public var features: FeatureSpec
+    /// Sharpness of the similarity → probability map.
+    public var temperature: Float = 0.05
+
+    public init(_ kind: Kind, features: FeatureSpec = FeatureSpec()) {
+        self.kind = kind
+        self.features = features
+    }
+
+    public var name: String {
+        switch kind {
+        case let .knn(k): "knn\(k)[\(features)]"
+        case .prototype: "proto[\(features)]"
+        }
+    }
+
+    public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        let x = l2NormalizedRows(try features.matrix(context.bank))
+        let d = x.shape[1], k = context.classes
+        let testX = x.rows(test)
+        var out = Tensor(zeros: [test.count, k])
+        switch kind {
+        case .prototype:
+            var protos = Tensor(zeros: [k, d])
+            protos.withUnsafeMutableBufferPointer { p in
+                for i in train { for j in 0..<d { p[context.labels[i] * d + j] += x[flat: i * d + j] } }
+            }
+            protos = l2NormalizedRows(protos)
+            var sims = Tensor(zeros: [test.count, k])
+            sims.withUnsafeMutableBufferPointer { s in
+                sgemm(transposeA: false, transposeB: true, m: test.count, n: k, k: d, a: testX.storage.pointer, lda: d,
+                      b: protos.storage.pointer, ldb: d, c: s.baseAddress!, ldc: k)
+            }
+            let present = Set(train.map { context.labels[$0] })
+            out.withUnsafeMutableBufferPointer { o in
+                for i in 0..<test.count {
+                    for c in 0..<k { o[i * k + c] = present.contains(c) ? sims[flat: i * k + c] / temperature : -1e9 }
+                }
+                softmaxRows(o.baseAddress!, rows: test.count, columns: k)
+            }
+        case let .knn(neighbours):
+            let trainX = x.rows(train)
+            var sims = Tensor(zeros: [test.count, train.count])
+            sims.withUnsafeMutableBufferPointer { s in
+                sgemm(transposeA: false, transposeB: true, m: test.count, n: train.count, k: d, a: testX.storage.pointer,
+                      lda: d, b: trainX.storage.pointer, ldb: d, c: s.baseAddress!, ldc: train.count)
+            }
+            out.withUnsafeMutableBufferPointer { o in
+                for i in 0..<test.count {
+                    let row = (0..<train.count).map { sims[flat: i * train.count + $0] }
+                    let nearest = row.indices.sorted { row[$0] > row[$1] }.prefix(neighbours)
+                    for j in nearest { o[i * k + context.labels[train[j]]] += Foundation.exp((row[j] - 1) / temperature) }
+                    let total = (0..<k).reduce(Float(0)) { $0 + o[i * k + $1] }
+                    for c in 0..<k { o[i * k + c] = total > 0 ? o[i * k + c] / total : 1 / Float(k) }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// Picks among candidate methods by stratified inner cross-validation on the training set only
+/// (balanced accuracy, ties to the earlier candidate), then refits the winner on the whole training set.
+public struct AutoMethod: FewShotMethod {
+    public var candidates: [any FewShotMethod]
+    public var innerFolds = 3
+    public var lastChoice: String?
+
+    public init(candidates: [any FewShotMethod]) { self.candidates = candidates }
+    public var name: String { "auto" }
+
+    public func choose(train: [Int], context: MethodContext) throws -> (any FewShotMethod, [String: Double]) {
+        let labels = train.map { context.labels[$0] }
+        let smallest = (0..<context.classes).map { c in labels.filter { $0 == c }.count }.filter { $0 > 0 }.min() ?? 0
+        let folds = min(innerFolds, smallest)
+        guard candidates.count > 1, folds >= 2 else { return (candidates[0], [:]) }
+        let groups = train.map { context.dataset.items[$0].group }
+        let testFolds = Splits.stratifiedKFold(labels: labels, groups: groups, folds: folds, seed: context.seed &+ 17)
+        var scores: [String: Double] = [:]
+        var best = -1.0, bestIndex = 0
+        for (ci, candidate) in candidates.enumerated() {
+            var s: [Double] = []
+            for fold in testFolds {
+                let inFold = Set(fold)
+                let innerTrain = train.indices.filter { !inFold.contains($0) }.map { train[$0] }
+                let innerTest = fold.map { train[$0] }
+                let p = try candidate.predict(train: innerTrain, test: innerTest, context: context)
+                s.append(Metrics.balancedAccuracy(labels: innerTest.map { context.labels[$0] }, predictions: argmaxRows(p),
+                                                  classes: context.classes))
+            }
+            let mean = s.reduce(0, +) / Double(s.count)
+            scores[candidate.name] = mean
+            if mean > best + 1e-9 { best = mean; bestIndex = ci }
+        }
+        return (candidates[bestIndex], scores)
+    }
+
+    public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        try choose(train: train, context: context).0.predict(train: train, test: test, context: context)
+    }
+}

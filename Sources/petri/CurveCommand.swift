@@ -1,0 +1,199 @@
+import ArgumentParser
+import Foundation
+import PetriData
+import PetriEval
+import PetriLearn
+import PetriNN
+
+/// Dataset options shared by the study commands.
+struct DatasetOptions: ParsableArguments {
+    @Argument(help: "Dataset: a folder DATA/<class>/<image>, a CSV (path,label[,group]) or a .npz (MedMNIST style).")
+    var data: String
+
+    @Option(help: "Drop classes with fewer images than this (with a warning).")
+    var minClassSize = 10
+
+    @Option(help: "Use at most this many images per class (a seeded, documented draw; see --draw-seed).")
+    var maxPerClass: Int?
+
+    @Option(help: "Seed of the --max-per-class draw.")
+    var drawSeed: UInt64 = 0
+
+    /// Loads, drops unreadable files and small classes, applies the per-class draw; reports all of it.
+    func load(quiet: Bool) throws -> Dataset {
+        var ds = try Dataset.load(URL(fileURLWithPath: data))
+        for w in ds.warnings { printError("warning: \(w)") }
+        let (readable, failures) = FeatureBank.readableItems(ds)
+        for (p, r) in failures { printError("skipped \(p): \(r)") }
+        ds = readable
+        let before = ds.classNames
+        ds = ds.droppingClasses(smallerThan: minClassSize)
+        for w in ds.warnings.dropFirst(ds.warnings.count - (before.count - ds.classNames.count)) { printError("warning: \(w)") }
+        if let m = maxPerClass { ds = ds.limitingClasses(to: m, seed: drawSeed) }
+        guard ds.classNames.count >= 2 else { throw DatasetError.tooFewClasses(ds.root.path, found: ds.classNames) }
+        if !quiet {
+            printError("dataset: \(ds.items.count) images, " + zip(ds.classNames, ds.classCounts).map { "\($0) \($1)" }.joined(separator: ", "))
+        }
+        return ds
+    }
+}
+
+/// Builds methods from their command-line names.
+enum MethodFactory {
+    static let names = ["auto", "lp", "lp-tta", "lp-multi", "knn", "proto"]
+
+    static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
+        let single = FeatureSpec(backbones: [backbone])
+        switch name {
+        case "lp": return LinearProbeMethod(features: single)
+        case "lp-tta": return LinearProbeMethod(features: FeatureSpec(backbones: [backbone], views: 8))
+        case "lp-multi":
+            return LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, views: 8))
+        case "knn": return NearestNeighbourMethod(.knn(5), features: single)
+        case "proto": return NearestNeighbourMethod(.prototype, features: single)
+        case "auto": return AutoMethod(candidates: autoCandidates(backbone: backbone))
+        default: throw ValidationError("unknown method '\(name)'; known: \(names.joined(separator: ", "))")
+        }
+    }
+
+    /// What `auto` chooses among, by inner cross-validation on the training set.
+    static func autoCandidates(backbone: String) -> [any FewShotMethod] {
+        let tta = FeatureSpec(backbones: [backbone], views: 8)
+        let multi = FeatureSpec(backbones: ModelRegistry.names, views: 8)
+        return [LinearProbeMethod(features: multi), LinearProbeMethod(features: tta),
+                NearestNeighbourMethod(.prototype, features: multi)]
+    }
+}
+
+struct CurveCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "curve",
+        abstract: "Learning curves by the few-shot protocol: methods × training-set sizes × seeds, as JSON lines.",
+        discussion: """
+            For each seed: a stratified 30% test split (duplicates kept together), then training sets of the \
+            first n images per class of the rest (n from --sizes; "all" = the whole pool). One JSON object per \
+            (method, size, seed) with method, size, seed, n_train, balanced_accuracy, accuracy, macro_f1, auc, \
+            per_class_recall, confusion, seconds. Results already in --json are skipped (resume).
+
+            Methods: \(MethodFactory.names.joined(separator: ", ")).
+
+            Examples:
+              petri curve Samples/bccd-wbc-mini --sizes 5,10,all --seeds 0,1,2 --json curve.jsonl
+              petri curve pbc/ --max-per-class 100 --method auto,lp --json pbc.jsonl
+            """)
+
+    @OptionGroup var dataset: DatasetOptions
+
+    @Option(help: "Training images per class, comma-separated; 'all' for the whole training pool.")
+    var sizes = "5,10,20,50,all"
+
+    @Option(help: "Seeds, comma-separated.")
+    var seeds = "0,1,2,3,4"
+
+    @Option(help: "Methods, comma-separated.")
+    var method = "auto"
+
+    @Option(help: "Backbone for single-backbone methods.")
+    var backbone = "efficientnet-lite0"
+
+    @Option(help: "Write JSON lines here (appending; existing results are skipped).")
+    var json: String?
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    func parsedSizes() throws -> [Int?] {
+        try sizes.split(separator: ",").map { s in
+            let t = s.trimmingCharacters(in: .whitespaces)
+            if t == "all" { return nil }
+            guard let n = Int(t), n >= 1 else { throw ValidationError("--sizes: '\(t)' is not a positive number or 'all'") }
+            return n
+        }
+    }
+
+    func parsedSeeds() throws -> [UInt64] {
+        try seeds.split(separator: ",").map {
+            guard let s = UInt64($0.trimmingCharacters(in: .whitespaces)) else { throw ValidationError("--seeds: '\($0)' is not a seed") }
+            return s
+        }
+    }
+
+    func validate() throws {
+        _ = try parsedSizes()
+        _ = try parsedSeeds()
+        for m in method.split(separator: ",") { _ = try MethodFactory.make(String(m), backbone: backbone) }
+    }
+
+    func run() throws {
+        let start = Date()
+        let ds = try dataset.load(quiet: quiet)
+        let methods = try method.split(separator: ",").map { try MethodFactory.make(String($0), backbone: backbone) }
+        let bank = FeatureBank(dataset: ds)
+        let line = ProgressLine("features", quiet: quiet)
+        var lastStage = ""
+        bank.progress = { stage, done, total in
+            if stage != lastStage { lastStage = stage }
+            line.update(done, total)
+        }
+        // Resume: skip (method, size, seed) already in the JSON file.
+        var done = Set<String>()
+        if let json, let text = try? String(contentsOfFile: json, encoding: .utf8) {
+            for l in text.split(separator: "\n") {
+                guard let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any] else { continue }
+                done.insert("\(o["method"] ?? "")|\(o["size"] ?? "")|\(o["seed"] ?? "")")
+            }
+        }
+        let out = json.map { JSONLinesWriter(path: $0) }
+        var results: [CurveRecord] = []
+        try LearningCurve(sizes: try parsedSizes(), seeds: try parsedSeeds()).run(
+            dataset: ds, bank: bank, methods: methods,
+            skip: { m, size, seed in done.contains("\(m)|\(size.map(String.init) ?? "all")|\(seed)") }
+        ) { r in
+            results.append(r)
+            try out?.append(r.json)
+            if !quiet {
+                printError(String(format: "%@ n=%@ seed %llu: balanced accuracy %.3f%@ (%.1fs)", r.method, r.sizeLabel, r.seed,
+                                  r.balancedAccuracy, r.chosen.map { " via \($0)" } ?? "", r.seconds))
+            }
+        }
+        printSummary(results)
+        print(String(format: "time: %.1fs", Date().timeIntervalSince(start)))
+    }
+}
+
+/// Appends one JSON object per line, flushing each, so an interrupted run keeps what finished.
+final class JSONLinesWriter {
+    let path: String
+    init(path: String) { self.path = path }
+
+    func append(_ object: [String: Any]) throws {
+        var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        data.append(0x0A)
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else {
+            throw PetriCLIError("\(path): cannot open for writing")
+        }
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: data)
+    }
+}
+
+/// Mean ± sd and 95% interval of balanced accuracy per method and size.
+func printSummary(_ results: [CurveRecord]) {
+    let methods = results.map(\.method).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+    let sizes = results.map(\.sizeLabel).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+    guard !results.isEmpty else { return }
+    print("balanced accuracy, mean ± sd [95% CI] (seeds)")
+    for m in methods {
+        for s in sizes {
+            let v = results.filter { $0.method == m && $0.sizeLabel == s }.map(\.balancedAccuracy)
+            guard !v.isEmpty else { continue }
+            let sum = Summary(v)
+            print(String(format: "  %@  n=%@: %.3f ± %.3f [%.3f, %.3f] (%d)", m, s, sum.mean, sum.standardDeviation,
+                         sum.low, sum.high, sum.count))
+        }
+    }
+}
