@@ -12,7 +12,8 @@ build: setup
 	$(SWIFT) build -c release --product petri
 
 demo: build
-	$(SWIFT) run -c release --skip-build petri probe $(SAMPLE) --backbone efficientnet-lite0
+	@mkdir -p out
+	$(SWIFT) run -c release --skip-build petri study $(SAMPLE) --sizes 5,10,all --out out/demo-report.html
 
 test: setup
 	$(SWIFT) test

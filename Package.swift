@@ -8,6 +8,7 @@
 //   → PetriData     image decoding, preprocessing, datasets
 //   → PetriLearn    heads (logistic regression, ...), feature extraction and caching
 //   → PetriEval     metrics
+//   → PetriReport   the self-contained HTML report
 //   → petri         the command-line tool (no logic of its own)
 import PackageDescription
 
@@ -36,10 +37,11 @@ let package = Package(
         .target(name: "PetriData", dependencies: ["PetriEngine", "PetriNN", "CTurboJPEG", "CPNG", "CTIFF", "ZIPFoundation"]),
         .target(name: "PetriEval", dependencies: []),
         .target(name: "PetriLearn", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriEval"]),
+        .target(name: "PetriReport", dependencies: ["PetriEngine", "PetriData", "PetriLearn", "PetriEval"]),
         .executableTarget(
             name: "petri",
             dependencies: [
-                "PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriEval",
+                "PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriEval", "PetriReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "petri-bench", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriLearn"]),

@@ -346,3 +346,9 @@ public func sgemm(transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, al
 public func createdKernelImplementations() -> Set<String> {
     DNNLRuntime.shared.lock.withLock { Primitive.createdImplementations }
 }
+
+/// The oneDNN library version in use, e.g. "2.6.3".
+public func dnnlVersionString() -> String {
+    guard let v = dnnl_version()?.pointee else { return "?" }
+    return "\(v.major).\(v.minor).\(v.patch)"
+}

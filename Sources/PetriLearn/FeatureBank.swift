@@ -18,7 +18,10 @@ public final class FeatureBank {
     private func extractor(_ backbone: String, _ level: FeatureLevel) throws -> FeatureExtractor {
         let key = "\(backbone)|\(level)"
         if let e = extractors[key] { return e }
-        let e = try FeatureExtractor(backbone: backbone, level: level)
+        // "random:NAME" = the architecture with random weights (the random-feature control).
+        let random = backbone.hasPrefix("random:")
+        let e = try FeatureExtractor(backbone: random ? String(backbone.dropFirst(7)) : backbone, level: level,
+                                     pretrained: !random)
         e.batchSize = batchSize
         if !useDiskCache { e.cacheDirectory = nil }
         extractors[key] = e

@@ -7,10 +7,14 @@ import PetriEngine
 public struct LogisticRegression: Sendable {
     public var c: Double
     public var maxIterations: Int
+    /// Weight each sample by n / (classes · n_class) (scikit-learn's class_weight="balanced"), so every
+    /// class counts equally however many images it has: what balanced accuracy rewards.
+    public var balanceClasses: Bool
 
-    public init(c: Double = 1, maxIterations: Int = 500) {
+    public init(c: Double = 1, maxIterations: Int = 500, balanceClasses: Bool = true) {
         self.c = c
         self.maxIterations = maxIterations
+        self.balanceClasses = balanceClasses
     }
 
     /// A fitted model: weights `[classes, features]` and intercepts.
@@ -46,6 +50,12 @@ public struct LogisticRegression: Sendable {
         precondition(x.rank == 2 && x.shape[0] == labels.count, "features and labels disagree")
         let n = x.shape[0], d = x.shape[1], k = classes
         let lambda = 1 / (c * Double(max(n, 1)))
+        var counts = [Int](repeating: 0, count: k)
+        for l in labels { counts[l] += 1 }
+        let present = counts.filter { $0 > 0 }.count
+        let sampleWeight: [Double] = labels.map { l in
+            balanceClasses ? Double(n) / (Double(present) * Double(counts[l])) : 1
+        }
         var z = [Float](repeating: 0, count: n * k)
         var w = [Float](repeating: 0, count: k * d)
         var gw = [Float](repeating: 0, count: k * d)
@@ -66,11 +76,12 @@ public struct LogisticRegression: Sendable {
                         var s: Double = 0
                         for j in 0..<k { s += Foundation.exp(Double(row[j] - m)) }
                         let logZ = Double(m) + Foundation.log(s)
-                        loss -= Double(row[labels[i]]) - logZ
-                        // row becomes (p − y)/n, the gradient w.r.t. the logits
+                        let wi = sampleWeight[i]
+                        loss -= wi * (Double(row[labels[i]]) - logZ)
+                        // row becomes w·(p − y)/n, the gradient w.r.t. the logits
                         for j in 0..<k {
                             let p = Foundation.exp(Double(row[j]) - logZ)
-                            row[j] = Float((p - (j == labels[i] ? 1 : 0)) / Double(n))
+                            row[j] = Float(wi * (p - (j == labels[i] ? 1 : 0)) / Double(n))
                         }
                     }
                     gw.withUnsafeMutableBufferPointer { gp in

@@ -100,6 +100,9 @@ public enum ModelRegistry {
         let model = EfficientNetLite(e.architecture)
         if pretrained {
             try model.load(Checkpoint(contentsOf: try weightsURL(for: e)))
+        } else {
+            var rng = SeededGenerator(seed: 0, stream: "random init \(name)")
+            model.initializeRandomly(using: &rng)
         }
         return (model, e.dataConfig)
     }

@@ -136,3 +136,25 @@ extension EfficientNetLite {
         return out.filter(\.trainable)
     }
 }
+
+extension EfficientNetLite {
+    /// TensorFlow EfficientNet's initialisation: convolutions N(0, 2/fan_out), batch norm γ = 1, β = 0 with
+    /// unit running statistics, classifier U(±1/√fan_in). Used for training from scratch and for the
+    /// random-feature control.
+    public func initializeRandomly(using rng: inout SeededGenerator) {
+        for (name, p) in namedParameters where p.trainable || name.hasSuffix("running_var") || name.hasSuffix("running_mean") {
+            let shape = p.value.shape
+            if name.hasSuffix("running_var") { p.value = Tensor(shape: shape, repeating: 1) }
+            else if name.hasSuffix("running_mean") { p.value = Tensor(zeros: shape) }
+            else if name.hasPrefix("_fc") {
+                let bound = 1 / Float(shape.count == 2 ? shape[1] : 1).squareRoot()
+                p.value = name.hasSuffix("weight") ? Tensor.uniform(shape, low: -bound, high: bound, using: &rng) : Tensor(zeros: shape)
+            } else if shape.count == 4 {
+                // fan_out = O · kH · kW / groups; depthwise weights have I/groups = 1.
+                let fanOut = Float(shape[0] * shape[2] * shape[3]) / (shape[1] == 1 ? Float(shape[0]) : 1)
+                p.value = Tensor.normal(shape, std: (2 / fanOut).squareRoot(), using: &rng)
+            } else if name.hasSuffix("weight") { p.value = Tensor(shape: shape, repeating: 1) }
+            else { p.value = Tensor(zeros: shape) }
+        }
+    }
+}

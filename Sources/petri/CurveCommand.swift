@@ -40,7 +40,7 @@ struct DatasetOptions: ParsableArguments {
 
 /// Builds methods from their command-line names.
 enum MethodFactory {
-    static let names = ["auto", "lp", "lp-tta", "lp-multi", "knn", "proto"]
+    static let names = ["auto", "lp", "lp-tta", "lp-multi", "lp-levels", "lp-levels-multi", "knn", "proto", "lp-random"]
 
     static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
         let single = FeatureSpec(backbones: [backbone])
@@ -49,7 +49,12 @@ enum MethodFactory {
         case "lp-tta": return LinearProbeMethod(features: FeatureSpec(backbones: [backbone], views: 8))
         case "lp-multi":
             return LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, views: 8))
+        case "lp-levels":
+            return LinearProbeMethod(features: FeatureSpec(backbones: [backbone], levels: [.stage(5), .stage(6), .head], views: 8))
+        case "lp-levels-multi":
+            return LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8))
         case "knn": return NearestNeighbourMethod(.knn(5), features: single)
+        case "lp-random": return LinearProbeMethod(features: FeatureSpec(backbones: ["random:" + backbone]))
         case "proto": return NearestNeighbourMethod(.prototype, features: single)
         case "auto": return AutoMethod(candidates: autoCandidates(backbone: backbone))
         default: throw ValidationError("unknown method '\(name)'; known: \(names.joined(separator: ", "))")
@@ -60,8 +65,9 @@ enum MethodFactory {
     static func autoCandidates(backbone: String) -> [any FewShotMethod] {
         let tta = FeatureSpec(backbones: [backbone], views: 8)
         let multi = FeatureSpec(backbones: ModelRegistry.names, views: 8)
-        return [LinearProbeMethod(features: multi), LinearProbeMethod(features: tta),
-                NearestNeighbourMethod(.prototype, features: multi)]
+        let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8)
+        return [LinearProbeMethod(features: multi), LinearProbeMethod(features: multiLevel),
+                LinearProbeMethod(features: tta), NearestNeighbourMethod(.prototype, features: multi)]
     }
 }
 

@@ -1,0 +1,118 @@
+import Foundation
+
+/// Small SVG chart builders for the report (inline, no scripts, readable offline).
+enum SVG {
+    static let palette = ["#1b6ca8", "#e4572e", "#2e933c", "#8e44ad", "#f3a712", "#17becf", "#7f7f7f", "#bcbd22",
+                          "#d62728", "#9467bd"]
+
+    static func escape(_ s: String) -> String {
+        s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+            .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
+    }
+
+    struct Series {
+        var name: String
+        /// (x position index, mean, low, high)
+        var points: [(x: Int, mean: Double, low: Double, high: Double)]
+    }
+
+    /// Learning curves: categorical x (training images per class), y = balanced accuracy with 95% bands.
+    static func learningCurves(xLabels: [String], series: [Series], yLabel: String) -> String {
+        let w = 760.0, h = 380.0, left = 60.0, right = 250.0, top = 20.0, bottom = 50.0
+        let pw = w - left - right, ph = h - top - bottom
+        let all = series.flatMap { $0.points.flatMap { [$0.low, $0.high] } }.filter { $0.isFinite }
+        var lo = max(0, (all.min() ?? 0) - 0.05), hi = min(1, (all.max() ?? 1) + 0.05)
+        lo = (lo * 10).rounded(.down) / 10; hi = (hi * 10).rounded(.up) / 10
+        if hi <= lo { hi = lo + 0.1 }
+        func x(_ i: Int) -> Double { left + (xLabels.count == 1 ? pw / 2 : pw * Double(i) / Double(xLabels.count - 1)) }
+        func y(_ v: Double) -> Double { top + ph * (1 - (v - lo) / (hi - lo)) }
+        var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 \(Int(w)) \(Int(h))' class='chart'>"
+        var tick = lo
+        while tick <= hi + 1e-9 {
+            s += "<line x1='\(left)' x2='\(left + pw)' y1='\(y(tick))' y2='\(y(tick))' stroke='#e5e5e5'/>"
+            s += "<text x='\(left - 8)' y='\(y(tick) + 4)' text-anchor='end' class='tick'>\(String(format: "%.1f", tick))</text>"
+            tick += 0.1
+        }
+        for (i, l) in xLabels.enumerated() {
+            s += "<text x='\(x(i))' y='\(top + ph + 20)' text-anchor='middle' class='tick'>\(escape(l))</text>"
+        }
+        s += "<text x='\(left + pw / 2)' y='\(h - 8)' text-anchor='middle' class='axis'>training images per class</text>"
+        s += "<text transform='translate(16 \(top + ph / 2)) rotate(-90)' text-anchor='middle' class='axis'>\(escape(yLabel))</text>"
+        for (k, ser) in series.enumerated() {
+            let color = palette[k % palette.count]
+            let pts = ser.points.sorted { $0.x < $1.x }
+            if pts.count > 1 {
+                let band = pts.map { "\(x($0.x)),\(y($0.high))" } + pts.reversed().map { "\(x($0.x)),\(y($0.low))" }
+                s += "<polygon points='\(band.joined(separator: " "))' fill='\(color)' opacity='0.12'/>"
+                s += "<polyline points='\(pts.map { "\(x($0.x)),\(y($0.mean))" }.joined(separator: " "))' fill='none' stroke='\(color)' stroke-width='2.5'/>"
+            }
+            for p in pts {
+                s += "<line x1='\(x(p.x))' x2='\(x(p.x))' y1='\(y(p.low))' y2='\(y(p.high))' stroke='\(color)' stroke-width='1.5'/>"
+                s += "<circle cx='\(x(p.x))' cy='\(y(p.mean))' r='4' fill='\(color)'><title>\(escape(ser.name)) n=\(xLabels[p.x]): \(String(format: "%.3f [%.3f, %.3f]", p.mean, p.low, p.high))</title></circle>"
+            }
+            let ly = top + 14 + Double(k) * 20
+            s += "<rect x='\(left + pw + 16)' y='\(ly - 9)' width='14' height='4' fill='\(color)'/>"
+            s += "<text x='\(left + pw + 36)' y='\(ly - 3)' class='legend'>\(escape(ser.name))</text>"
+        }
+        return s + "</svg>"
+    }
+
+    /// Horizontal bars with values in 0…1.
+    static func bars(labels: [String], values: [Double?]) -> String {
+        let rowH = 24.0, left = 150.0, barW = 360.0, h = Double(labels.count) * rowH + 10
+        var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 560 \(Int(h))' class='chart small'>"
+        for (i, (l, v)) in zip(labels, values).enumerated() {
+            let y = 5 + Double(i) * rowH
+            s += "<text x='\(left - 8)' y='\(y + 15)' text-anchor='end' class='tick'>\(escape(l))</text>"
+            s += "<rect x='\(left)' y='\(y + 3)' width='\(barW)' height='16' fill='#f0f0f0'/>"
+            if let v {
+                let color = v >= 0.8 ? "#2e933c" : (v >= 0.6 ? "#f3a712" : "#e4572e")
+                s += "<rect x='\(left)' y='\(y + 3)' width='\(barW * max(0, min(1, v)))' height='16' fill='\(color)'/>"
+                s += "<text x='\(left + barW + 8)' y='\(y + 15)' class='tick'>\(String(format: "%.2f", v))</text>"
+            }
+        }
+        return s + "</svg>"
+    }
+
+    /// Confusion matrix heat map (rows: true class, columns: predicted), row-normalised colours.
+    static func confusion(_ m: [[Int]], classes: [String]) -> String {
+        let n = classes.count, cell = min(56.0, 420.0 / Double(max(n, 1))), left = 140.0, top = 110.0
+        let w = left + cell * Double(n) + 20, h = top + cell * Double(n) + 40
+        var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 \(Int(w)) \(Int(h))' class='chart small'>"
+        for (j, c) in classes.enumerated() {
+            s += "<text transform='translate(\(left + cell * (Double(j) + 0.5)) \(top - 8)) rotate(-45)' class='tick'>\(escape(c))</text>"
+        }
+        for i in 0..<n {
+            let total = max(1, m[i].reduce(0, +))
+            s += "<text x='\(left - 8)' y='\(top + cell * (Double(i) + 0.6))' text-anchor='end' class='tick'>\(escape(classes[i]))</text>"
+            for j in 0..<n {
+                let f = Double(m[i][j]) / Double(total)
+                let color = i == j ? "rgba(46,147,60,\(0.1 + 0.9 * f))" : "rgba(228,87,46,\(f > 0 ? 0.1 + 0.9 * f : 0.03))"
+                s += "<rect x='\(left + cell * Double(j))' y='\(top + cell * Double(i))' width='\(cell - 2)' height='\(cell - 2)' fill='\(color)'><title>\(escape(classes[i])) → \(escape(classes[j])): \(m[i][j])</title></rect>"
+                s += "<text x='\(left + cell * (Double(j) + 0.5) - 1)' y='\(top + cell * (Double(i) + 0.58))' text-anchor='middle' class='cell'>\(m[i][j])</text>"
+            }
+        }
+        s += "<text x='\(left + cell * Double(n) / 2)' y='\(h - 10)' text-anchor='middle' class='axis'>predicted</text>"
+        return s + "</svg>"
+    }
+
+    /// Scatter of 2-D points coloured by class.
+    static func scatter(points: [(Double, Double)], labels: [Int], classes: [String], titles: [String]) -> String {
+        let w = 560.0, h = 420.0, pad = 30.0, legend = 140.0
+        let xs = points.map(\.0), ys = points.map(\.1)
+        let (x0, x1) = (xs.min() ?? 0, xs.max() ?? 1), (y0, y1) = (ys.min() ?? 0, ys.max() ?? 1)
+        func px(_ v: Double) -> Double { pad + (w - legend - 2 * pad) * (v - x0) / max(x1 - x0, 1e-9) }
+        func py(_ v: Double) -> Double { pad + (h - 2 * pad) * (1 - (v - y0) / max(y1 - y0, 1e-9)) }
+        var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 \(Int(w)) \(Int(h))' class='chart'>"
+        s += "<rect x='\(pad - 10)' y='\(pad - 10)' width='\(w - legend - 2 * pad + 20)' height='\(h - 2 * pad + 20)' fill='none' stroke='#ddd'/>"
+        for (i, p) in points.enumerated() {
+            s += "<circle cx='\(px(p.0))' cy='\(py(p.1))' r='3.5' fill='\(palette[labels[i] % palette.count])' opacity='0.75'><title>\(escape(titles[i]))</title></circle>"
+        }
+        for (k, c) in classes.enumerated() {
+            let ly = pad + Double(k) * 20
+            s += "<circle cx='\(w - legend + 10)' cy='\(ly)' r='5' fill='\(palette[k % palette.count])'/>"
+            s += "<text x='\(w - legend + 22)' y='\(ly + 4)' class='legend'>\(escape(c))</text>"
+        }
+        return s + "</svg>"
+    }
+}
