@@ -122,7 +122,7 @@ public struct Dataset: Sendable {
 
     /// Image files below `dir`, relative to it, sorted. Symbolic links to folders are not followed
     /// (so a link loop cannot trap the walk).
-    static func imageFiles(under dir: URL, warnings: inout [String]) -> [String] {
+    public static func imageFiles(under dir: URL, warnings: inout [String]) -> [String] {
         let fm = FileManager.default
         guard let walker = fm.enumerator(at: dir, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey],
                                          options: [.skipsHiddenFiles]) else { return [] }

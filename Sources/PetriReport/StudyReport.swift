@@ -124,7 +124,7 @@ public enum StudyReport {
             th:first-child,td:first-child{text-align:left} tr.best td{font-weight:600;background:#f2f9f2}
             .chart{width:100%;height:auto;max-width:760px} .chart.small{max-width:560px}
             .tick{font-size:11px;fill:#555} .axis{font-size:12px;fill:#333} .legend{font-size:12px;fill:#222} .cell{font-size:11px;fill:#111}
-            .grid{display:flex;flex-wrap:wrap;gap:12px} .card{width:130px;font-size:.78em;text-align:center}
+            .grid{display:flex;flex-wrap:wrap;gap:14px} .card{width:130px;font-size:.78em;text-align:center;overflow-wrap:anywhere}
             .card img{width:112px;height:112px;object-fit:contain;background:#f5f5f5;border-radius:4px}
             code,pre{background:#f6f6f6;padding:.1em .3em;border-radius:3px;font-size:.88em} pre{padding:.7em;overflow-x:auto}
             .note{color:#8a5a00}
@@ -200,7 +200,7 @@ public enum StudyReport {
                     let item = ds.items[i]
                     let pred = v.predicted.max { $0.value < $1.value }!.key
                     let src = thumbnail(ds, item) ?? ""
-                    h += "<div class='card'><img src='\(src)' alt=''><br><b>\(e(ds.classNames[item.label]))</b> → \(e(ds.classNames[pred]))<br>wrong \(v.count)/\(v.seen)<br><span class='sub'>\(e(item.relativePath))</span></div>"
+                    h += "<div class='card'><img src='\(src)' alt=''><br><b>\(e(ds.classNames[item.label]))</b> → \(e(ds.classNames[pred]))<br>wrong \(v.count)/\(v.seen) seeds<br><span class='sub' title='\(e(item.relativePath))'>\(e((item.relativePath as NSString).lastPathComponent))</span></div>"
                 }
                 h += "</div>"
             }
