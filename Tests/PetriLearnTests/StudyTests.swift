@@ -1,0 +1,65 @@
+import Foundation
+import PetriData
+import PetriEngine
+import PetriEval
+import Testing
+@testable import PetriLearn
+
+/// End-to-end checks of the study machinery on the bundled sample (needs the weights `make setup` installs).
+@Suite(.serialized) struct StudyTests {
+    static func sample() throws -> Dataset {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Samples/bccd-wbc-mini")
+        return try Dataset.imageFolder(root)
+    }
+
+    @Test func learningCurveRecordsAreConsistentAndBeatChance() throws {
+        let ds = try Self.sample()
+        let bank = FeatureBank(dataset: ds)
+        bank.useDiskCache = false
+        var records: [CurveRecord] = []
+        try LearningCurve(sizes: [5, nil], seeds: [0, 1]).run(
+            dataset: ds, bank: bank,
+            methods: [LinearProbeMethod(), NearestNeighbourMethod(.prototype),
+                      AutoMethod(candidates: [LinearProbeMethod(), NearestNeighbourMethod(.prototype)])]
+        ) { records.append($0) }
+        #expect(records.count == 2 * 2 * 3)
+        for r in records {
+            #expect(r.trainCount == (r.size == 5 ? 20 : 84 - r.testCount))
+            #expect(r.testCount == 25)                     // round(0.3 × (24, 20, 16, 24)) = 7 + 6 + 5 + 7
+            #expect(r.confusion.flatMap { $0 }.reduce(0, +) == r.testCount)
+            let recalls = r.perClassRecall.compactMap { $0 }
+            #expect(abs(r.balancedAccuracy - recalls.reduce(0, +) / Double(recalls.count)) < 1e-12)
+            #expect(r.probabilities.allSatisfy { abs($0.reduce(0, +) - 1) < 1e-3 })
+        }
+        // Frozen ImageNet features on white cells: far above chance (0.25) with every training image.
+        let lpAll = records.filter { $0.method.hasPrefix("lp") && $0.size == nil }.map(\.balancedAccuracy)
+        #expect(lpAll.reduce(0, +) / Double(lpAll.count) > 0.6)
+        #expect(records.filter { $0.method == "auto" }.allSatisfy { $0.chosen != nil })
+    }
+
+    @Test func savedModelRoundTripsAndPredicts() throws {
+        let ds = try Self.sample()
+        let bank = FeatureBank(dataset: ds)
+        bank.useDiskCache = false
+        let spec = FeatureSpec()
+        let x = try spec.matrix(bank)
+        let fitted = LinearProbe().fit(x, labels: ds.items.map(\.label), classes: 4, seed: 0)
+        let model = SavedModel(classNames: ds.classNames, backbones: spec.backbones, levels: ["head"], views: 1,
+                               preprocessing: "none", head: fitted.regression, regularisation: fitted.c, method: "lp",
+                               trainedOn: ds.root.path, dataHash: "x", trainingImages: ds.items.count,
+                               innerCVBalancedAccuracy: nil, created: "now", petriVersion: "test")
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("petri-model-\(UUID()).petri")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try model.write(to: url)
+        let back = try SavedModel.read(url)
+        let p = try back.probabilities(ds)
+        let expected = fitted.probabilities(x)
+        #expect(p.maxAbsDifference(expected) < 1e-5)
+        // A newer format version is refused with a clear message.
+        var text = try String(contentsOf: url, encoding: .utf8)
+        text = text.replacingOccurrences(of: "\"version\":1", with: "\"version\":99")
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        #expect { try SavedModel.read(url) } throws: { "\($0)".contains("newer") }
+    }
+}
