@@ -40,7 +40,8 @@ struct DatasetOptions: ParsableArguments {
 
 /// Builds methods from their command-line names.
 enum MethodFactory {
-    static let names = ["auto", "lp", "lp-tta", "lp-multi", "lp-levels", "lp-levels-multi", "knn", "proto", "lp-random"]
+    static let names = ["auto", "lp", "lp-tta", "lp-multi", "lp-levels", "lp-levels-multi", "knn", "proto", "lp-random",
+                        "finetune", "partial"]
 
     static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
         let single = FeatureSpec(backbones: [backbone])
@@ -55,6 +56,8 @@ enum MethodFactory {
             return LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8))
         case "knn": return NearestNeighbourMethod(.knn(5), features: single)
         case "lp-random": return LinearProbeMethod(features: FeatureSpec(backbones: ["random:" + backbone]))
+        case "finetune": return FineTuneMethod(backbone: backbone)
+        case "partial": return FineTuneMethod(backbone: backbone, trainAfter: .stage(5))
         case "proto": return NearestNeighbourMethod(.prototype, features: single)
         case "auto": return AutoMethod(candidates: autoCandidates(backbone: backbone))
         default: throw ValidationError("unknown method '\(name)'; known: \(names.joined(separator: ", "))")
