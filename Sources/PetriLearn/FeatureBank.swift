@@ -12,6 +12,13 @@ public final class FeatureBank {
     public var progress: ((String, Int, Int) -> Void)?
     private var extractors: [String: FeatureExtractor] = [:]
     private var memory: [String: Tensor] = [:]
+    /// Levels to compute together per backbone (one pass through the network gives them all).
+    public var plannedLevels: [String: Set<FeatureLevel>] = [:]
+
+    /// Registers the features `specs` will ask for, so each backbone runs once per view for all its levels.
+    public func plan(_ specs: [FeatureSpec]) {
+        for s in specs { for b in s.backbones { plannedLevels[b, default: []].formUnion(s.levels) } }
+    }
 
     public init(dataset: Dataset) { self.dataset = dataset }
 
@@ -34,15 +41,17 @@ public final class FeatureBank {
         let key = "\(backbone)|\(level)|\(view)"
         if let t = memory[key] { return t }
         let e = try extractor(backbone, level)
+        let levels = Array(plannedLevels[backbone, default: []].subtracting([level])).sorted { "\($0)" < "\($1)" }
+        e.extraLevels = levels
         e.preprocessing = view == 0 ? TransformPipeline() : TransformPipeline([DihedralView(view)])
-        let r = try e.extract(dataset, items: dataset.items) { [progress] done, total in
-            progress?("features \(backbone) \(level) view \(view)", done, total)
+        let r = try e.extractLevels(dataset, items: dataset.items) { [progress] done, total in
+            progress?("features \(backbone) view \(view)", done, total)
         }
         guard r.failures.isEmpty else {
             throw DatasetError.malformed(r.failures[0].path, reason: r.failures[0].reason)
         }
-        memory[key] = r.features
-        return r.features
+        for (l, t) in r.features { memory["\(backbone)|\(l)|\(view)"] = t }
+        return r.features[level]!
     }
 
     /// Mean of the features over `views` dihedral orientations (test-time augmentation of frozen features).

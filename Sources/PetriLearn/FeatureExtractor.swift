@@ -9,6 +9,8 @@ import PetriNN
 public final class FeatureExtractor {
     public let backbone: String
     public let level: FeatureLevel
+    /// Further levels computed in the same pass and cached alongside (read them with `extractLevels`).
+    public var extraLevels: [FeatureLevel] = []
     public let model: EfficientNetLite
     public let dataConfig: DataConfig
     public var batchSize = 32
@@ -40,7 +42,7 @@ public final class FeatureExtractor {
         self.level = level
         (model, dataConfig) = try ModelRegistry.make(backbone, pretrained: pretrained)
         let entry = try ModelRegistry.entry(backbone)
-        baseKey = "petri-features-v1|\(backbone)|\(pretrained ? entry.weightsFile : "random")|\(dataConfig.fingerprint)|\(level)"
+        baseKey = "petri-features-v1|\(backbone)|\(pretrained ? entry.weightsFile : "random")|\(dataConfig.fingerprint)"
         modelKey = FeatureExtractor.key(baseKey, TransformPipeline())
         cacheDirectory = FeatureExtractor.defaultCacheDirectory
     }
@@ -62,20 +64,20 @@ public final class FeatureExtractor {
         return base.appendingPathComponent("petri/features")
     }
 
-    private func cacheURL(contentHash: String) -> URL? {
+    private func cacheURL(contentHash: String, level: FeatureLevel) -> URL? {
         cacheDirectory?.appendingPathComponent(String(modelKey.prefix(16)))
             .appendingPathComponent(String(contentHash.prefix(2)))
-            .appendingPathComponent("\(contentHash).f32")
+            .appendingPathComponent("\(contentHash)-\(level).f32")
     }
 
-    private func readCache(_ hash: String) -> [Float]? {
-        guard let url = cacheURL(contentHash: hash), let data = try? Data(contentsOf: url),
-              data.count == featureWidth * 4 else { return nil }
+    private func readCache(_ hash: String, level: FeatureLevel) -> [Float]? {
+        guard let url = cacheURL(contentHash: hash, level: level), let data = try? Data(contentsOf: url),
+              data.count == model.channels(at: level) * 4 else { return nil }
         return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
     }
 
-    private func writeCache(_ hash: String, _ row: UnsafeBufferPointer<Float>) {
-        guard let url = cacheURL(contentHash: hash) else { return }
+    private func writeCache(_ hash: String, level: FeatureLevel, _ row: UnsafeBufferPointer<Float>) {
+        guard let url = cacheURL(contentHash: hash, level: level) else { return }
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         // Atomic: a crash never leaves a short file that would later be read as features.
         try? Data(buffer: row).write(to: url, options: .atomic)
@@ -88,11 +90,18 @@ public final class FeatureExtractor {
                            progress: progress)
     }
 
-    /// Features for `items` of `dataset`. Unreadable images are skipped and reported in `failures`, never
-    /// fatal. `progress(done, total)` is called after each batch.
+    /// Features for `items` of `dataset` at `level`. Unreadable images are skipped and reported in
+    /// `failures`, never fatal. `progress(done, total)` is called after each batch.
     public func extract(_ dataset: Dataset, items: [DatasetItem], progress: ((Int, Int) -> Void)? = nil) throws -> Result {
-        let width = featureWidth
-        var rows = [[Float]?](repeating: nil, count: items.count)
+        let (byLevel, kept, failures, hits) = try extractLevels(dataset, items: items, progress: progress)
+        return Result(features: byLevel[level]!, kept: kept, failures: failures, cacheHits: hits)
+    }
+
+    /// Features at `level` and every `extraLevels` entry from one pass per image.
+    public func extractLevels(_ dataset: Dataset, items: [DatasetItem], progress: ((Int, Int) -> Void)? = nil) throws
+        -> (features: [FeatureLevel: Tensor], kept: [Int], failures: [Failure], cacheHits: Int) {
+        let levels = [level] + extraLevels.filter { $0 != level }
+        var rows = [[FeatureLevel: [Float]]?](repeating: nil, count: items.count)
         var hashes = [String?](repeating: nil, count: items.count)
         var failures: [Failure] = []
         var pending: [Int] = []
@@ -101,7 +110,9 @@ public final class FeatureExtractor {
             do {
                 let hash = SHA256.hex(try dataset.contents(of: item))
                 hashes[i] = hash
-                if let cached = readCache(hash) { rows[i] = cached; hits += 1 } else { pending.append(i) }
+                var cached: [FeatureLevel: [Float]] = [:]
+                for l in levels { if let r = readCache(hash, level: l) { cached[l] = r } }
+                if cached.count == levels.count { rows[i] = cached; hits += 1 } else { pending.append(i) }
             } catch {
                 failures.append(Failure(path: item.path, reason: (error as? ImageDecodingError)?.summary ?? "\(error)"))
             }
@@ -135,28 +146,38 @@ public final class FeatureExtractor {
             let (indices, input, bad) = prepared.take()
             failures += bad
             if let input {
-                let f = try model.features(input, level: level)
-                f.withUnsafeBufferPointer { fp in
-                    for (r, i) in indices.enumerated() {
-                        let row = UnsafeBufferPointer(rebasing: fp[(r * width)..<((r + 1) * width)])
-                        rows[i] = Array(row)
-                        if let h = hashes[i] { writeCache(h, row) }
+                let f = try model.features(input, levels: levels)
+                for (r, i) in indices.enumerated() {
+                    var entry: [FeatureLevel: [Float]] = [:]
+                    for l in levels {
+                        let width = model.channels(at: l)
+                        f[l]!.withUnsafeBufferPointer { fp in
+                            let row = UnsafeBufferPointer(rebasing: fp[(r * width)..<((r + 1) * width)])
+                            entry[l] = Array(row)
+                            if let h = hashes[i] { writeCache(h, level: l, row) }
+                        }
                     }
+                    rows[i] = entry
                 }
             }
             done += indices.count + bad.count
             progress?(done, items.count)
         }
         let kept = rows.indices.filter { rows[$0] != nil }
-        var features = Tensor(uninitialized: [kept.count, width])
-        features.withUnsafeMutableBufferPointer { p in
-            for (r, i) in kept.enumerated() {
-                rows[i]!.withUnsafeBufferPointer { (p.baseAddress! + r * width).update(from: $0.baseAddress!, count: width) }
+        var out: [FeatureLevel: Tensor] = [:]
+        for l in levels {
+            let width = model.channels(at: l)
+            var features = Tensor(uninitialized: [kept.count, width])
+            features.withUnsafeMutableBufferPointer { p in
+                for (r, i) in kept.enumerated() {
+                    rows[i]![l]!.withUnsafeBufferPointer { (p.baseAddress! + r * width).update(from: $0.baseAddress!, count: width) }
+                }
             }
+            out[l] = features
         }
         let order = Dictionary(items.enumerated().map { ($1.path, $0) }, uniquingKeysWith: { a, _ in a })
         failures.sort { (order[$0.path] ?? 0) < (order[$1.path] ?? 0) }
-        return Result(features: features, kept: kept, failures: failures, cacheHits: hits)
+        return (out, kept, failures, hits)
     }
 }
 

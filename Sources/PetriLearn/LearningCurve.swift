@@ -61,6 +61,7 @@ public struct LearningCurve {
                     record: (CurveRecord) throws -> Void) throws {
         let labels = dataset.items.map(\.label)
         let classes = dataset.classNames.count
+        bank.plan(methods.flatMap(featureSpecs))
         // Exact duplicates never straddle train and test; CSV groups are respected too.
         let groups: [String?] = dataset.items.map { item in
             item.group ?? (try? dataset.contents(of: item)).map(SHA256.hex)
@@ -100,5 +101,15 @@ public struct LearningCurve {
                 }
             }
         }
+    }
+}
+
+/// The frozen-feature specs a method (or `auto`'s candidates) will ask for.
+func featureSpecs(_ method: any FewShotMethod) -> [FeatureSpec] {
+    switch method {
+    case let m as LinearProbeMethod: [m.features]
+    case let m as NearestNeighbourMethod: [m.features]
+    case let m as AutoMethod: m.candidates.flatMap(featureSpecs)
+    default: []
     }
 }

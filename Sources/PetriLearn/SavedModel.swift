@@ -68,6 +68,7 @@ public struct SavedModel: Codable, Sendable {
     /// Class probabilities `[items, classes]` for the items of `dataset`.
     public func probabilities(_ dataset: Dataset, progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
         let bank = FeatureBank(dataset: dataset)
+        bank.plan([featureSpec])
         bank.progress = progress
         let x = try featureSpec.matrix(bank)
         return head.probabilities(l2NormalizedRows(x))

@@ -192,6 +192,47 @@ public final class EfficientNetLite: Module {
         return x
     }
 
+    /// Pooled features at several levels from one pass through the network: `[N, C_level]` per level.
+    public func features(_ images: Tensor, levels: [FeatureLevel]) throws -> [FeatureLevel: Tensor] {
+        precondition(!levels.isEmpty)
+        func blockEnd(_ l: FeatureLevel) -> Int {
+            switch l {
+            case .stem: -1
+            case let .stage(s): stageEnds[s - 1]
+            case .head: blocks.count
+            }
+        }
+        let deepest = levels.map(blockEnd).max()!
+        var pooled: [FeatureLevel: [Tensor]] = [:]
+        func capture(_ x: Tensor, after block: Int) {
+            for l in levels where blockEnd(l) == block { pooled[l, default: []].append(globalAveragePool(x)) }
+        }
+        let earlyEnd = min(deepest, earlyPhaseEnd)
+        var parts: [Tensor] = []
+        let n = images.shape[0]
+        for start in stride(from: 0, to: n, by: max(1, earlyMicroBatch)) {
+            var x = try stemUnit(images.slice(rows: start..<min(start + max(1, earlyMicroBatch), n)))
+            capture(x, after: -1)
+            for i in 0..<(earlyEnd + 1) where i < blocks.count {
+                x = try runBlocks(x, i..<(i + 1))
+                capture(x, after: i)
+            }
+            parts.append(x)
+        }
+        if deepest > earlyEnd {
+            let mid = Tensor.concatenate(rows: parts)
+            for start in stride(from: 0, to: n, by: max(1, lateMicroBatch)) {
+                var x = mid.slice(rows: start..<min(start + max(1, lateMicroBatch), n))
+                for i in (earlyEnd + 1)..<min(deepest + 1, blocks.count) {
+                    x = try runBlocks(x, i..<(i + 1))
+                    capture(x, after: i)
+                }
+                if deepest == blocks.count { capture(try headUnit(x), after: blocks.count) }
+            }
+        }
+        return pooled.mapValues { $0.count == 1 ? $0[0] : Tensor.concatenate(rows: $0) }
+    }
+
     /// Globally average-pooled features `[N, C]` at `level` (1280-d at the head).
     public func features(_ images: Tensor, level: FeatureLevel = .head) throws -> Tensor {
         globalAveragePool(try activations(images, upTo: level))

@@ -49,6 +49,7 @@ struct TrainCommand: ParsableCommand {
             candidates = [m]
         }
         let bank = FeatureBank(dataset: ds)
+        bank.plan(candidates.map(\.features))
         let line = ProgressLine("features", quiet: quiet)
         bank.progress = { _, d, t in line.update(d, t) }
         var context = MethodContext(dataset: ds, bank: bank, seed: seed)

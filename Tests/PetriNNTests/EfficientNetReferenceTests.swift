@@ -60,6 +60,15 @@ import Testing
         }
     }
 
+    @Test func severalLevelsInOnePassEqualSeparatePasses() throws {
+        let (model, _) = try ModelRegistry.make("efficientnet-lite0")
+        let input = Self.normalised(try Fixtures.npy("efficientnet-lite0-input.npy"))
+        let all = try model.features(input, levels: [.stem, .stage(3), .stage(6), .head])
+        for level in [FeatureLevel.stem, .stage(3), .stage(6), .head] {
+            #expect(all[level]!.maxAbsDifference(try model.features(input, level: level)) < 1e-4, "\(level)")
+        }
+    }
+
     @Test func noReferenceKernelsWereUsed() throws {
         let (model, _) = try ModelRegistry.make("efficientnet-lite0")
         _ = try model.logits(Tensor(zeros: [2, 224, 224, 3]))
