@@ -110,6 +110,7 @@ func featureSpecs(_ method: any FewShotMethod) -> [FeatureSpec] {
     case let m as LinearProbeMethod: [m.features]
     case let m as NearestNeighbourMethod: [m.features]
     case let m as AutoMethod: m.candidates.flatMap(featureSpecs)
+    case let m as EnsembleMethod: m.members.flatMap(featureSpecs)
     default: []
     }
 }

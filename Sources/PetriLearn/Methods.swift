@@ -177,3 +177,23 @@ public struct AutoMethod: FewShotMethod {
         try choose(train: train, context: context).0.predict(train: train, test: test, context: context)
     }
 }
+
+/// Averages the class probabilities of several methods (soft voting): steadier than any one member when
+/// their errors differ, and than picking one by a noisy inner cross-validation on a few images.
+public struct EnsembleMethod: FewShotMethod {
+    public var members: [any FewShotMethod]
+    public var label: String?
+
+    public init(_ members: [any FewShotMethod], label: String? = nil) {
+        self.members = members
+        self.label = label
+    }
+
+    public var name: String { label ?? "ensemble[" + members.map(\.name).joined(separator: " + ") + "]" }
+
+    public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        var sum = Tensor(zeros: [test.count, context.classes])
+        for m in members { sum.add(try m.predict(train: train, test: test, context: context)) }
+        return sum.scaled(by: 1 / Float(members.count))
+    }
+}

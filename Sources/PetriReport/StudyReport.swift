@@ -16,6 +16,8 @@ public struct StudyReportInput {
     public var versions: [String: String]
     public var seconds: Double
     public var notes: [String]
+    /// Class activation maps of a sample of test images (optional).
+    public var activationMaps: [ClassActivationMaps.Example] = []
 
     public init(dataset: Dataset, records: [CurveRecord], embedding: Tensor?, command: String, seeds: [UInt64],
                 dataHash: String, versions: [String: String], seconds: Double, notes: [String] = []) {
@@ -204,6 +206,16 @@ public enum StudyReport {
                 }
                 h += "</div>"
             }
+        }
+
+        if !input.activationMaps.isEmpty {
+            h += "<h2>Where the model looks</h2><p class='sub'>Class activation maps of a Lite0 linear probe (seed 0, largest training set) on test images: yellow-red marks the regions that raised the predicted class's score. A model that looks at the background or the slide edge has learned a shortcut.</p><div class='grid'>"
+            for ex in input.activationMaps {
+                let item = ds.items[ex.item]
+                let ok = ex.predicted == item.label
+                h += "<div class='card' style='width:170px'><img style='width:160px;height:160px' src='\(ex.overlay)' alt=''><br>true <b>\(e(ds.classNames[item.label]))</b><br>predicted <span style='color:\(ok ? "#2e933c" : "#e4572e")'>\(e(ds.classNames[ex.predicted]))</span> (\(String(format: "%.2f", ex.confidence)))</div>"
+            }
+            h += "</div>"
         }
 
         if let emb = input.embedding, emb.shape[0] == ds.items.count, ds.items.count >= 3 {

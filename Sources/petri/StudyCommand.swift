@@ -69,8 +69,21 @@ struct StudyCommand: ParsableCommand {
                                      embedding: try? bank.features(backbone: backbone, level: .head, view: 0),
                                      command: command, seeds: seedList, dataHash: hash, versions: versions,
                                      seconds: elapsed)
+        var report = input
+        // Activation maps on seed 0's split at the largest size (a Lite0 probe; illustrative, cheap).
+        let labels = ds.items.map(\.label)
+        let groups: [String?] = ds.items.map { $0.group ?? (try? ds.contents(of: $0)).map(SHA256.hex) }
+        let split = FewShotSplit(labels: labels, groups: groups, classes: ds.classNames.count, seed: seedList[0])
+        do {
+            report.activationMaps = try ClassActivationMaps.examples(
+                dataset: ds, train: split.training(perClass: sizeList.last ?? nil),
+                test: stride(from: 0, to: split.test.count, by: max(1, split.test.count / 8)).map { split.test[$0] },
+                backbone: backbone)
+        } catch {
+            printError("warning: activation maps skipped: \(error)")
+        }
         let outURL = URL(fileURLWithPath: out)
-        try Data(StudyReport.html(input).utf8).write(to: outURL, options: .atomic)
+        try Data(StudyReport.html(report).utf8).write(to: outURL, options: .atomic)
         let record: [String: Any] = [
             "command": command, "dataset": ds.root.path, "data_hash": hash, "classes": ds.classNames,
             "sizes": sizes, "seeds": seedList, "methods": methodList.map(\.name), "versions": versions,
