@@ -5,15 +5,7 @@ import PetriNN
 extension DataConfig {
     /// Resizes (antialiased) to `inputSize`² and normalises as the backbone expects: `[H, W, 3]` floats.
     public func normalizedPixels(_ image: RGBImage) -> [Float] {
-        let s = inputSize
-        let floats = image.pixels.map(Float.init)
-        var out = Resampler.resize(floats, width: image.width, height: image.height, channels: 3, toWidth: s, height: s)
-        let scale = (0..<3).map { 1 / (255 * std[$0]) }
-        let offset = (0..<3).map { mean[$0] / std[$0] }
-        for i in 0..<(s * s) {
-            for c in 0..<3 { out[i * 3 + c] = out[i * 3 + c] * scale[c] - offset[c] }
-        }
-        return out
+        normalizedPixels(FloatImage(image))
     }
 
     /// `[H, W, 3]` floats for a 0…1 image.
@@ -43,14 +35,6 @@ extension DataConfig {
 
     /// A batch `[N, inputSize, inputSize, 3]` ready for the backbone.
     public func batch(_ images: [RGBImage]) -> Tensor {
-        let s = inputSize
-        var t = Tensor(uninitialized: [images.count, s, s, 3])
-        t.withUnsafeMutableBufferPointer { p in
-            for (i, img) in images.enumerated() {
-                let px = normalizedPixels(img)
-                px.withUnsafeBufferPointer { (p.baseAddress! + i * s * s * 3).update(from: $0.baseAddress!, count: px.count) }
-            }
-        }
-        return t
+        batch(images.map(FloatImage.init))
     }
 }

@@ -54,31 +54,13 @@ public enum Splits {
         return foldItems.map { $0.sorted() }
     }
 
-    /// Per class, shuffles with `seed` and puts round(`fraction`·count) images (at least one, and never all
-    /// when the class has two or more) into the test set, keeping groups whole.
-    /// This is step 1 of the few-shot protocol (../shared/design/protocol.md) with fraction 0.3.
+    /// Per class, shuffles with `seed` and puts round(`testFraction`·count) images (at least one, and never
+    /// all when the class has two or more) into the test set, keeping groups whole: the test split of the
+    /// few-shot protocol (`FewShotSplit`), with everything else as training set.
     public static func stratifiedHoldout(labels: [Int], groups groupKeys: [String?] = [], testFraction: Double,
                                          seed: UInt64) -> (train: [Int], test: [Int]) {
-        let all = groups(labels: labels, groups: groupKeys)
-        var rng = SeededGenerator(seed: seed, stream: "holdout")
-        var train: [Int] = [], test: [Int] = []
-        let byClass = Dictionary(grouping: all.indices, by: { all[$0].label })
-        for label in byClass.keys.sorted() {
-            var gs = byClass[label]!
-            gs.shuffle(using: &rng)
-            let total = gs.reduce(0) { $0 + all[$1].members.count }
-            var want = max(1, Int((Double(total) * testFraction).rounded()))
-            if total >= 2 { want = min(want, total - 1) }
-            var taken = 0
-            for g in gs {
-                if taken < want {
-                    test += all[g].members
-                    taken += all[g].members.count
-                } else {
-                    train += all[g].members
-                }
-            }
-        }
-        return (train.sorted(), test.sorted())
+        let split = FewShotSplit(labels: labels, groups: groupKeys, classes: (labels.max() ?? -1) + 1, seed: seed,
+                                 testFraction: testFraction)
+        return (split.training(perClass: nil), split.test)
     }
 }

@@ -124,7 +124,7 @@ public final class FeatureExtractor {
         let batches = stride(from: 0, to: pending.count, by: batchSize).map {
             Array(pending[$0..<min($0 + batchSize, pending.count)])
         }
-        let prepared = PrefetchQueue<(indices: [Int], input: Tensor?, failures: [Failure])>(capacity: 1)
+        let prepared = PrefetchBuffer<(indices: [Int], input: Tensor?, failures: [Failure])>(capacity: 1)
         let decoder = self.decoder, config = self.dataConfig, preprocess = self.preprocessing
         let producer = Thread {
             for batch in batches {
@@ -178,31 +178,5 @@ public final class FeatureExtractor {
         let order = Dictionary(items.enumerated().map { ($1.path, $0) }, uniquingKeysWith: { a, _ in a })
         failures.sort { (order[$0.path] ?? 0) < (order[$1.path] ?? 0) }
         return (out, kept, failures, hits)
-    }
-}
-
-/// A bounded blocking queue between one producer and one consumer thread.
-final class PrefetchQueue<T>: @unchecked Sendable {
-    private var items: [T] = []
-    private let capacity: Int
-    private let condition = NSCondition()
-
-    init(capacity: Int) { self.capacity = capacity }
-
-    func put(_ item: T) {
-        condition.lock()
-        while items.count >= capacity { condition.wait() }
-        items.append(item)
-        condition.signal()
-        condition.unlock()
-    }
-
-    func take() -> T {
-        condition.lock()
-        while items.isEmpty { condition.wait() }
-        let item = items.removeFirst()
-        condition.signal()
-        condition.unlock()
-        return item
     }
 }

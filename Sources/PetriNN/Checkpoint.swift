@@ -52,15 +52,7 @@ public struct Checkpoint: Sendable {
             throw CheckpointError.malformed(file: file, reason: "unsupported legacy protocol version")
         }
         _ = try reader.load(persistentLoad: noPersistent)   // sys_info (endianness, type sizes)
-        let root = try reader.load { pid in
-            // ('storage', storage_type, root_key, location, size, view_metadata)
-            guard let t = pid.tuple, t.count >= 5, t[0].string == "storage",
-                  case let .global(_, typeName) = t[1], let type = StorageType(rawValue: typeName),
-                  let key = t[2].string else {
-                throw CheckpointError.malformed(file: file, reason: "unsupported persistent id")
-            }
-            return .storage(StorageReference(key: key, type: type, elementCount: t[4].int))
-        }
+        let root = try reader.load { try storageReference($0, file: file) }
         guard let keys = try reader.load(persistentLoad: noPersistent).tuple?.compactMap(\.string) else {
             throw CheckpointError.malformed(file: file, reason: "storage key list missing")
         }
@@ -107,15 +99,7 @@ public struct Checkpoint: Sendable {
         }
         let prefix = String(pickleEntry.path.dropLast("data.pkl".count))
         var reader = PickleReader(file: file, bytes: try contents(pickleEntry))
-        let root = try reader.load { pid in
-            // ('storage', storage_type, key, location, numel)
-            guard let t = pid.tuple, t.count >= 5, t[0].string == "storage",
-                  case let .global(_, typeName) = t[1], let type = StorageType(rawValue: typeName),
-                  let key = t[2].string else {
-                throw CheckpointError.malformed(file: file, reason: "unsupported persistent id")
-            }
-            return .storage(StorageReference(key: key, type: type, elementCount: t[4].int))
-        }
+        let root = try reader.load { try storageReference($0, file: file) }
         var cache: [String: [UInt8]] = [:]
         return try materialize(root: root, file: file) { ref in
             if let c = cache[ref.key] { return c[...] }
@@ -129,6 +113,16 @@ public struct Checkpoint: Sendable {
     }
 
     // MARK: Shared
+
+    /// A storage persistent id: ('storage', storage_type, key, location, size[, view_metadata]) in both formats.
+    private static func storageReference(_ pid: PickleValue, file: String) throws -> PickleValue {
+        guard let t = pid.tuple, t.count >= 5, t[0].string == "storage",
+              case let .global(_, typeName) = t[1], let type = StorageType(rawValue: typeName),
+              let key = t[2].string else {
+            throw CheckpointError.malformed(file: file, reason: "unsupported persistent id")
+        }
+        return .storage(StorageReference(key: key, type: type, elementCount: t[4].int))
+    }
 
     private static func elementSize(ofStorage key: String, in root: PickleValue, file: String) throws -> Int {
         var found: Int?
