@@ -29,13 +29,16 @@ public struct LinearProbe: Sendable {
         if cGrid.count > 1 && folds >= 2 {
             let testFolds = Splits.stratifiedKFold(labels: labels, folds: folds, seed: seed)
             var best = -1.0
-            for c in cGrid {
+            // Warm starts along the (ascending) C path, one chain per fold.
+            var previous = [LogisticRegression.Fitted?](repeating: nil, count: testFolds.count)
+            for c in cGrid.sorted() {
                 var scores: [Double] = []
-                for test in testFolds {
+                for (f, test) in testFolds.enumerated() {
                     let testSet = Set(test)
                     let train = labels.indices.filter { !testSet.contains($0) }
                     let fitted = LogisticRegression(c: c).fit(x.rows(train), labels: train.map { labels[$0] },
-                                                              classes: classes)
+                                                              classes: classes, warmStart: previous[f])
+                    previous[f] = fitted
                     let p = fitted.probabilities(x.rows(test))
                     scores.append(Metrics.balancedAccuracy(labels: test.map { labels[$0] },
                                                            predictions: argmaxRows(p), classes: classes))
