@@ -9,6 +9,7 @@
 //   → PetriLearn    heads (logistic regression, ...), feature extraction and caching
 //   → PetriEval     metrics
 //   → PetriReport   the self-contained HTML report
+//   → PetriStore    the SQLite run store (GRDB): every run, its config, results and predictions
 //   → petri         the command-line tool (no logic of its own)
 import PackageDescription
 
@@ -26,6 +27,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/weichsel/ZIPFoundation", from: "0.9.19"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.0.0"),
     ],
     targets: [
         .systemLibrary(name: "CDNNL", path: "Sources/CDNNL"),
@@ -38,10 +40,11 @@ let package = Package(
         .target(name: "PetriEval", dependencies: []),
         .target(name: "PetriLearn", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriEval"]),
         .target(name: "PetriReport", dependencies: ["PetriEngine", "PetriData", "PetriLearn", "PetriEval"]),
+        .target(name: "PetriStore", dependencies: ["PetriLearn", .product(name: "GRDB", package: "GRDB.swift")]),
         .executableTarget(
             name: "petri",
             dependencies: [
-                "PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriEval", "PetriReport",
+                "PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriEval", "PetriReport", "PetriStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
         .executableTarget(name: "petri-bench", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriLearn"]),
@@ -50,6 +53,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "PetriDataTests", dependencies: ["PetriData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PetriLearnTests", dependencies: ["PetriLearn", "PetriEval"]),
+        .testTarget(name: "PetriStoreTests", dependencies: ["PetriStore", "PetriLearn"]),
     ],
     swiftLanguageModes: [.v5]
 )

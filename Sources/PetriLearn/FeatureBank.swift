@@ -37,27 +37,29 @@ public final class FeatureBank {
 
     /// `[items, D]` features of one view. Throws if an item cannot be read (drop unreadable items first
     /// with `readableItems`).
-    public func features(backbone: String, level: FeatureLevel = .head, view: Int = 0) throws -> Tensor {
-        let key = "\(backbone)|\(level)|\(view)"
+    public func features(backbone: String, level: FeatureLevel = .head, view: Int = 0, crop: Double = 1) throws -> Tensor {
+        let key = "\(backbone)|\(level)|\(view)|\(crop)"
         if let t = memory[key] { return t }
         let e = try extractor(backbone, level)
         let levels = Array(plannedLevels[backbone, default: []].subtracting([level])).sorted { "\($0)" < "\($1)" }
         e.extraLevels = levels
-        e.preprocessing = view == 0 ? TransformPipeline() : TransformPipeline([DihedralView(view)])
+        var steps: [any ImageTransform] = crop < 1 ? [CenterCrop(fraction: crop)] : []
+        if view != 0 { steps.append(DihedralView(view)) }
+        e.preprocessing = TransformPipeline(steps)
         let r = try e.extractLevels(dataset, items: dataset.items) { [progress] done, total in
-            progress?("features \(backbone) view \(view)", done, total)
+            progress?("features \(backbone) view \(view)" + (crop < 1 ? " crop \(crop)" : ""), done, total)
         }
         guard r.failures.isEmpty else {
             throw DatasetError.malformed(r.failures[0].path, reason: r.failures[0].reason)
         }
-        for (l, t) in r.features { memory["\(backbone)|\(l)|\(view)"] = t }
+        for (l, t) in r.features { memory["\(backbone)|\(l)|\(view)|\(crop)"] = t }
         return r.features[level]!
     }
 
     /// Mean of the features over `views` dihedral orientations (test-time augmentation of frozen features).
-    public func features(backbone: String, level: FeatureLevel = .head, views: Int) throws -> Tensor {
-        var sum = try features(backbone: backbone, level: level, view: 0)
-        for v in 1..<max(1, views) { sum.add(try features(backbone: backbone, level: level, view: v)) }
+    public func features(backbone: String, level: FeatureLevel = .head, views: Int, crop: Double = 1) throws -> Tensor {
+        var sum = try features(backbone: backbone, level: level, view: 0, crop: crop)
+        for v in 1..<max(1, views) { sum.add(try features(backbone: backbone, level: level, view: v, crop: crop)) }
         return views > 1 ? sum.scaled(by: 1 / Float(views)) : sum
     }
 

@@ -29,6 +29,30 @@ public struct CurveRecord: Sendable {
 
     public var sizeLabel: String { size.map(String.init) ?? "all" }
 
+    public init(dataset: String, method: String, chosen: String? = nil, innerScores: [String: Double] = [:], size: Int?,
+                seed: UInt64, trainCount: Int, testCount: Int, balancedAccuracy: Double, accuracy: Double, macroF1: Double,
+                auc: Double?, perClassRecall: [Double?], confusion: [[Int]], seconds: Double, classNames: [String],
+                test: [Int] = [], probabilities: [[Double]] = []) {
+        self.dataset = dataset
+        self.method = method
+        self.chosen = chosen
+        self.innerScores = innerScores
+        self.size = size
+        self.seed = seed
+        self.trainCount = trainCount
+        self.testCount = testCount
+        self.balancedAccuracy = balancedAccuracy
+        self.accuracy = accuracy
+        self.macroF1 = macroF1
+        self.auc = auc
+        self.perClassRecall = perClassRecall
+        self.confusion = confusion
+        self.seconds = seconds
+        self.classNames = classNames
+        self.test = test
+        self.probabilities = probabilities
+    }
+
     /// The JSON-lines object (`size` is a number, or "all").
     public var json: [String: Any] {
         var o: [String: Any] = [
@@ -40,6 +64,23 @@ public struct CurveRecord: Sendable {
         ]
         if let chosen { o["chosen"] = chosen; o["inner_scores"] = innerScores }
         return o
+    }
+}
+
+extension CurveRecord {
+    /// Reads back `json` (e.g. from the run store); `test` and `probabilities` come separately.
+    public init?(json o: [String: Any], test: [Int] = [], probabilities: [[Double]] = []) {
+        guard let method = o["method"] as? String, let seed = (o["seed"] as? NSNumber)?.uint64Value,
+              let bal = (o["balanced_accuracy"] as? NSNumber)?.doubleValue else { return nil }
+        self.init(dataset: o["dataset"] as? String ?? "", method: method, chosen: o["chosen"] as? String,
+                  innerScores: (o["inner_scores"] as? [String: NSNumber])?.mapValues(\.doubleValue) ?? [:],
+                  size: (o["size"] as? NSNumber)?.intValue, seed: seed,
+                  trainCount: (o["n_train"] as? NSNumber)?.intValue ?? 0, testCount: (o["n_test"] as? NSNumber)?.intValue ?? 0,
+                  balancedAccuracy: bal, accuracy: (o["accuracy"] as? NSNumber)?.doubleValue ?? 0,
+                  macroF1: (o["macro_f1"] as? NSNumber)?.doubleValue ?? 0, auc: (o["auc"] as? NSNumber)?.doubleValue,
+                  perClassRecall: (o["per_class_recall"] as? [Any])?.map { ($0 as? NSNumber)?.doubleValue } ?? [],
+                  confusion: o["confusion"] as? [[Int]] ?? [], seconds: (o["seconds"] as? NSNumber)?.doubleValue ?? 0,
+                  classNames: o["classes"] as? [String] ?? [], test: test, probabilities: probabilities)
     }
 }
 

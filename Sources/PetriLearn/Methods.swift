@@ -35,22 +35,30 @@ public struct FeatureSpec: Sendable, Hashable, CustomStringConvertible {
     public var backbones: [String]
     public var levels: [FeatureLevel]
     public var views: Int
+    /// Central crops (fraction of the shorter side) each giving a feature block; `[1]` = the whole image.
+    /// Several scales let the probe see both a centred object (a blood cell) and its context.
+    public var crops: [Double]
 
-    public init(backbones: [String] = ["efficientnet-lite0"], levels: [FeatureLevel] = [.head], views: Int = 1) {
+    public init(backbones: [String] = ["efficientnet-lite0"], levels: [FeatureLevel] = [.head], views: Int = 1,
+                crops: [Double] = [1]) {
         self.backbones = backbones
         self.levels = levels
         self.views = views
+        self.crops = crops
     }
 
     public var description: String {
         backbones.map { $0.replacingOccurrences(of: "efficientnet-", with: "") }.joined(separator: "+") + ","
             + levels.map(\.description).joined(separator: "+") + (views > 1 ? ",tta\(views)" : "")
+            + (crops == [1] ? "" : ",crop" + crops.map { "\($0)" }.joined(separator: "+"))
     }
 
     /// `[items, D]`: the blocks concatenated (each L2-normalised when there are several).
     public func matrix(_ bank: FeatureBank) throws -> Tensor {
         var blocks: [Tensor] = []
-        for b in backbones { for l in levels { blocks.append(try bank.features(backbone: b, level: l, views: views)) } }
+        for c in crops { for b in backbones { for l in levels {
+            blocks.append(try bank.features(backbone: b, level: l, views: views, crop: c))
+        } } }
         return concatenateFeatures(blocks)
     }
 }

@@ -44,6 +44,7 @@ enum MethodFactory {
                         "finetune", "partial", "ens-multi"]
 
     static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
+        if let colon = name.firstIndex(of: ":") { return try custom(String(name[..<colon]), String(name[name.index(after: colon)...])) }
         let single = FeatureSpec(backbones: [backbone])
         switch name {
         case "lp": return LinearProbeMethod(features: single)
@@ -65,6 +66,31 @@ enum MethodFactory {
         case "proto": return NearestNeighbourMethod(.prototype, features: single)
         case "auto": return AutoMethod(candidates: autoCandidates(backbone: backbone))
         default: throw ValidationError("unknown method '\(name)'; known: \(names.joined(separator: ", "))")
+        }
+    }
+
+    /// A probe with explicit features: `lp:b=lite0+lite1:l=stage6+head:v=8:c=1+0.6` (backbones, levels,
+    /// dihedral views, central-crop fractions); also `proto:` and `knn:`.
+    static func custom(_ kind: String, _ settings: String) throws -> any FewShotMethod {
+        var spec = FeatureSpec()
+        for part in settings.split(separator: ":") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { throw ValidationError("method setting '\(part)' is not key=value") }
+            let values = kv[1].split(separator: "+").map(String.init)
+            switch kv[0] {
+            case "b": spec.backbones = values.map { $0.hasPrefix("lite") ? "efficientnet-" + $0 : $0 }
+            case "l":
+                spec.levels = try values.map { guard let l = FeatureLevel($0) else { throw ValidationError("unknown level '\($0)'") }; return l }
+            case "v": spec.views = Int(kv[1]) ?? 1
+            case "c": spec.crops = values.compactMap(Double.init)
+            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c)")
+            }
+        }
+        switch kind {
+        case "lp": return LinearProbeMethod(features: spec)
+        case "proto": return NearestNeighbourMethod(.prototype, features: spec)
+        case "knn": return NearestNeighbourMethod(.knn(5), features: spec)
+        default: throw ValidationError("unknown probe kind '\(kind)' (lp, proto, knn)")
         }
     }
 
@@ -115,6 +141,15 @@ struct CurveCommand: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
+    @OptionGroup var store: StoreOptions
+
+    /// The settings that identify a run (and that `--resume` must match).
+    func runConfig(_ methods: [any FewShotMethod]) -> [String: Any] {
+        ["dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methods.map(\.name), "backbone": backbone,
+         "min_class_size": dataset.minClassSize, "max_per_class": dataset.maxPerClass.map { $0 as Any } ?? NSNull(),
+         "draw_seed": dataset.drawSeed, "petri": PetriVersion.string]
+    }
+
     func parsedSizes() throws -> [Int?] {
         try sizes.split(separator: ",").map { s in
             let t = s.trimmingCharacters(in: .whitespaces)
@@ -148,6 +183,8 @@ struct CurveCommand: ParsableCommand {
             if stage != lastStage { lastStage = stage }
             line.update(done, total)
         }
+        let recorder = try RunRecorder(options: store, kind: "curve", dataset: ds, dataHash: datasetHash(ds),
+                                       config: runConfig(methods), quiet: quiet)
         // Resume: skip (method, size, seed) already in the JSON file.
         var done = Set<String>()
         if let json, let text = try? String(contentsOfFile: json, encoding: .utf8) {
@@ -157,18 +194,27 @@ struct CurveCommand: ParsableCommand {
             }
         }
         let out = json.map { JSONLinesWriter(path: $0) }
-        var results: [CurveRecord] = []
+        var results: [CurveRecord] = recorder.earlier
+        do {
         try LearningCurve(sizes: try parsedSizes(), seeds: try parsedSeeds()).run(
             dataset: ds, bank: bank, methods: methods,
-            skip: { m, size, seed in done.contains("\(m)|\(size.map(String.init) ?? "all")|\(seed)") }
+            skip: { m, size, seed in
+                done.contains("\(m)|\(size.map(String.init) ?? "all")|\(seed)") || recorder.isDone(m, size, seed)
+            }
         ) { r in
             results.append(r)
             try out?.append(r.json)
+            try recorder.record(r, dataset: ds)
             if !quiet {
                 printError(String(format: "%@ n=%@ seed %llu: balanced accuracy %.3f%@ (%.1fs)", r.method, r.sizeLabel, r.seed,
                                   r.balancedAccuracy, r.chosen.map { " via \($0)" } ?? "", r.seconds))
             }
         }
+        } catch {
+            recorder.fail()
+            throw error
+        }
+        recorder.finish(seconds: Date().timeIntervalSince(start), output: json)
         printSummary(results)
         print(String(format: "time: %.1fs", Date().timeIntervalSince(start)))
     }

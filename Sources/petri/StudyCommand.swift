@@ -42,6 +42,8 @@ struct StudyCommand: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
+    @OptionGroup var store: StoreOptions
+
     func run() throws {
         let start = Date()
         let curve = CurveCommand.parseOrExit(["--sizes", sizes, "--seeds", seeds, dataset.data])
@@ -50,13 +52,27 @@ struct StudyCommand: ParsableCommand {
         let bank = FeatureBank(dataset: ds)
         let line = ProgressLine("features", quiet: quiet)
         bank.progress = { _, done, total in line.update(done, total) }
-        var records: [CurveRecord] = []
+        let hash = datasetHash(ds)
+        let config: [String: Any] = [
+            "dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methodList.map(\.name), "backbone": backbone,
+            "min_class_size": dataset.minClassSize, "max_per_class": dataset.maxPerClass.map { $0 as Any } ?? NSNull(),
+            "draw_seed": dataset.drawSeed, "petri": PetriVersion.string,
+        ]
+        let recorder = try RunRecorder(options: store, kind: "study", dataset: ds, dataHash: hash, config: config, quiet: quiet)
+        var records: [CurveRecord] = recorder.earlier
         let sizeList = try curve.parsedSizes(), seedList = try curve.parsedSeeds()
         let total = sizeList.count * seedList.count * methodList.count
         let runs = ProgressLine("study runs", quiet: quiet)
-        try LearningCurve(sizes: sizeList, seeds: seedList).run(dataset: ds, bank: bank, methods: methodList) { r in
-            records.append(r)
-            runs.update(records.count, total)
+        do {
+            try LearningCurve(sizes: sizeList, seeds: seedList).run(dataset: ds, bank: bank, methods: methodList,
+                                                                    skip: recorder.isDone) { r in
+                records.append(r)
+                try recorder.record(r, dataset: ds)
+                runs.update(records.count, total)
+            }
+        } catch {
+            recorder.fail()
+            throw error
         }
         let elapsed = Date().timeIntervalSince(start)
         let command = (["petri"] + CommandLine.arguments.dropFirst()).map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
@@ -64,7 +80,6 @@ struct StudyCommand: ParsableCommand {
             "petri": PetriVersion.string, "oneDNN": dnnlVersionString(),
             "weights": ModelRegistry.entries.map(\.weightsFile).joined(separator: ", "),
         ]
-        let hash = datasetHash(ds)
         let input = StudyReportInput(dataset: ds, records: records,
                                      embedding: try? bank.features(backbone: backbone, level: .head, view: 0),
                                      command: command, seeds: seedList, dataHash: hash, versions: versions,
@@ -92,6 +107,7 @@ struct StudyCommand: ParsableCommand {
         let recordURL = outURL.deletingPathExtension().appendingPathExtension("json")
         try JSONSerialization.data(withJSONObject: record, options: [.prettyPrinted, .sortedKeys])
             .write(to: recordURL, options: .atomic)
+        recorder.finish(seconds: elapsed, output: outURL.path)
         printSummary(records)
         print("report: \(outURL.path)")
         print("run record: \(recordURL.path)")
