@@ -25,6 +25,8 @@ public struct FineTuneMethod: FewShotMethod {
     public var augmentation = "cells"
     /// Average predictions over the 8 dihedral views of each test image.
     public var testTimeAugmentation = true
+    /// Central crop (fraction of the shorter side) before everything else, in training and prediction.
+    public var crop: Double = 1
 
     public init(backbone: String = "efficientnet-lite0", trainAfter: FeatureLevel? = nil, augmentation: String = "cells") {
         self.backbone = backbone
@@ -33,7 +35,8 @@ public struct FineTuneMethod: FewShotMethod {
     }
 
     public var name: String {
-        (trainAfter.map { "partial[\($0)]" } ?? "finetune") + "[\(backbone.replacingOccurrences(of: "efficientnet-", with: "")),\(augmentation),e\(epochs)]"
+        (trainAfter.map { "partial[\($0)]" } ?? "finetune") + "[\(backbone.replacingOccurrences(of: "efficientnet-", with: "")),\(augmentation),e\(epochs)"
+            + (minimumSteps != 40 ? ",min\(minimumSteps)" : "") + (crop < 1 ? ",crop\(crop)" : "") + "]"
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
@@ -63,8 +66,9 @@ public struct FineTuneMethod: FewShotMethod {
         // Shuffle within the whole order so batches mix classes.
         order.shuffle(using: &rng)
         let items = context.dataset.items
+        let preprocessing = TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
         let loader = BatchLoader(dataset: context.dataset, items: items, order: order, batchSize: batchSize,
-                                 dataConfig: data, augmentation: try TransformPipeline.augmentation(augmentation),
+                                 dataConfig: data, preprocessing: preprocessing, augmentation: try TransformPipeline.augmentation(augmentation),
                                  seed: context.seed)
         let options = ForwardOptions(batchNorm: .frozen, dropConnect: 0.2, dropout: 0.2)
         var step = 0
@@ -92,7 +96,7 @@ public struct FineTuneMethod: FewShotMethod {
         let decoder = ImageDecoder()
         for chunk in stride(from: 0, to: test.count, by: 32) {
             let idx = Array(test[chunk..<min(chunk + 32, test.count)])
-            let images = try idx.map { FloatImage(try context.dataset.image(of: items[$0], decoder: decoder)) }
+            let images = try idx.map { preprocessing(FloatImage(try context.dataset.image(of: items[$0], decoder: decoder))) }
             for v in 0..<views {
                 let view = DihedralView(v)
                 var logits = try model.logits(data.batch(images.map { view($0) }))

@@ -79,6 +79,22 @@ public struct LinearProbeMethod: FewShotMethod {
     }
 }
 
+/// Small MLP head on frozen features (see `MLPHead`).
+public struct MLPMethod: FewShotMethod {
+    public var features: FeatureSpec
+    public var head = MLPHead()
+
+    public init(features: FeatureSpec = FeatureSpec()) { self.features = features }
+    public var name: String { "mlp[\(features)]" }
+
+    public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        let x = try features.matrix(context.bank)
+        let model = head.fit(x.rows(train), labels: train.map { context.labels[$0] }, classes: context.classes,
+                             seed: context.seed)
+        return model.probabilities(x.rows(test))
+    }
+}
+
 /// Cosine-similarity classifiers on L2-normalised frozen features: k nearest neighbours (distance-weighted
 /// votes) or nearest class prototype (mean feature per class), with softmax-like scores.
 public struct NearestNeighbourMethod: FewShotMethod {

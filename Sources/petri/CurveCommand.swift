@@ -40,7 +40,7 @@ struct DatasetOptions: ParsableArguments {
 
 /// Builds methods from their command-line names.
 enum MethodFactory {
-    static let names = ["auto", "lp", "lp-tta", "lp-multi", "lp-levels", "lp-levels-multi", "knn", "proto", "lp-random",
+    static let names = ["auto", "lp", "lp-tta", "lp-multi", "lp-levels", "lp-levels-multi", "knn", "proto", "mlp", "lp-random",
                         "finetune", "partial", "ens-multi"]
 
     static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
@@ -56,6 +56,7 @@ enum MethodFactory {
         case "lp-levels-multi":
             return LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8))
         case "knn": return NearestNeighbourMethod(.knn(5), features: single)
+        case "mlp": return MLPMethod(features: single)
         case "lp-random": return LinearProbeMethod(features: FeatureSpec(backbones: ["random:" + backbone]))
         case "ens-multi":
             return EnsembleMethod([LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, views: 8)),
@@ -72,6 +73,7 @@ enum MethodFactory {
     /// A probe with explicit features: `lp:b=lite0+lite1:l=stage6+head:v=8:c=1+0.6` (backbones, levels,
     /// dihedral views, central-crop fractions); also `proto:` and `knn:`.
     static func custom(_ kind: String, _ settings: String) throws -> any FewShotMethod {
+        if kind == "finetune" || kind == "partial" { return try customFineTune(kind, settings) }
         var spec = FeatureSpec()
         for part in settings.split(separator: ":") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
@@ -88,10 +90,34 @@ enum MethodFactory {
         }
         switch kind {
         case "lp": return LinearProbeMethod(features: spec)
+        case "mlp": return MLPMethod(features: spec)
         case "proto": return NearestNeighbourMethod(.prototype, features: spec)
         case "knn": return NearestNeighbourMethod(.knn(5), features: spec)
-        default: throw ValidationError("unknown probe kind '\(kind)' (lp, proto, knn)")
+        default: throw ValidationError("unknown probe kind '\(kind)' (lp, mlp, proto, knn)")
         }
+    }
+
+    /// Fine-tuning with explicit settings: `finetune:b=lite0:e=30:min=100:c=0.5:aug=cells:lr=0.001`
+    /// (`partial:` trains above `after=stage5` by default).
+    static func customFineTune(_ kind: String, _ settings: String) throws -> any FewShotMethod {
+        var m = FineTuneMethod(trainAfter: kind == "partial" ? .stage(5) : nil)
+        for part in settings.split(separator: ":") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { throw ValidationError("method setting '\(part)' is not key=value") }
+            switch kv[0] {
+            case "b": m.backbone = kv[1].hasPrefix("lite") ? "efficientnet-" + kv[1] : kv[1]
+            case "e": m.epochs = Int(kv[1]) ?? m.epochs
+            case "min": m.minimumSteps = Int(kv[1]) ?? m.minimumSteps
+            case "c": m.crop = Double(kv[1]) ?? 1
+            case "aug": m.augmentation = kv[1]
+            case "lr": m.learningRate = Float(kv[1]) ?? m.learningRate
+            case "body": m.bodyLearningRateScale = Float(kv[1]) ?? m.bodyLearningRateScale
+            case "after": m.trainAfter = FeatureLevel(kv[1])
+            case "bs": m.batchSize = Int(kv[1]) ?? m.batchSize
+            default: throw ValidationError("unknown fine-tuning setting '\(kv[0])' (b, e, min, c, aug, lr, body, after, bs)")
+            }
+        }
+        return m
     }
 
     /// What `auto` chooses among, by inner cross-validation on the training set. Measured on bccd-wbc-crops

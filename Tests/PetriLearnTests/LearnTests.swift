@@ -1,6 +1,7 @@
 import Foundation
 import PetriData
 import PetriEngine
+import PetriEval
 import Testing
 @testable import PetriLearn
 
@@ -126,5 +127,31 @@ import Testing
         #expect(ds.classNames == ["a", "b"])
         #expect(ds.items.count == 2)
         #expect(ds.warnings.contains { $0.contains("empty") })
+    }
+}
+
+@Suite struct MLPHeadTests {
+    /// Two classes on the diagonals of a square (XOR): no linear boundary separates them, one hidden layer does.
+    @Test func learnsANonLinearBoundaryALinearProbeCannot() {
+        var rng = SeededGenerator(seed: 3)
+        var rows: [Float] = [], labels: [Int] = []
+        for _ in 0..<200 {
+            let a = Float.random(in: -1...1, using: &rng), b = Float.random(in: -1...1, using: &rng)
+            guard abs(a) > 0.15 && abs(b) > 0.15 else { continue }
+            rows += [a, b, 1]  // a constant third coordinate keeps the L2 normalisation from folding the plane
+            labels.append(a * b > 0 ? 1 : 0)
+        }
+        let x = Tensor(shape: [labels.count, 3], data: rows)
+        var head = MLPHead()
+        head.dropout = 0
+        head.steps = 400
+        let p = head.fit(x, labels: labels, classes: 2, seed: 0).probabilities(x)
+        let mlpAccuracy = Metrics.accuracy(labels: labels, predictions: argmaxRows(p))
+        let lr = LogisticRegression(c: 100).fit(l2NormalizedRows(x), labels: labels, classes: 2)
+        let lrAccuracy = Metrics.accuracy(labels: labels, predictions: argmaxRows(lr.probabilities(l2NormalizedRows(x))))
+        #expect(mlpAccuracy > 0.95)
+        #expect(lrAccuracy < 0.75)
+        // Probabilities are rows summing to one.
+        for i in 0..<labels.count { #expect(abs(p[flat: 2 * i] + p[flat: 2 * i + 1] - 1) < 1e-5) }
     }
 }
