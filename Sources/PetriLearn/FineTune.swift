@@ -27,6 +27,10 @@ public struct FineTuneMethod: FewShotMethod {
     public var testTimeAugmentation = true
     /// Central crop (fraction of the shorter side) before everything else, in training and prediction.
     public var crop: Double = 1
+    /// False: the same architecture from random initialisation (the from-scratch control), which needs
+    /// batch-statistics BN (`batchNorm = .batch`): its running statistics mean nothing yet.
+    public var pretrained = true
+    public var batchNorm: BatchNormMode = .frozen
 
     public init(backbone: String = "efficientnet-lite0", trainAfter: FeatureLevel? = nil, augmentation: String = "cells") {
         self.backbone = backbone
@@ -35,21 +39,67 @@ public struct FineTuneMethod: FewShotMethod {
     }
 
     public var name: String {
-        (trainAfter.map { "partial[\($0)]" } ?? "finetune") + "[\(backbone.replacingOccurrences(of: "efficientnet-", with: "")),\(augmentation),e\(epochs)"
-            + (minimumSteps != 40 ? ",min\(minimumSteps)" : "") + (crop < 1 ? ",crop\(crop)" : "") + "]"
+        (trainAfter.map { "partial[\($0)]" } ?? (pretrained ? "finetune" : "scratch")) + "[\(backbone.replacingOccurrences(of: "efficientnet-", with: "")),\(augmentation),e\(epochs)"
+            + (minimumSteps != 40 ? ",min\(minimumSteps)" : "") + (crop < 1 ? ",crop\(crop)" : "") + (batchNorm == .batch ? ",bn" : "") + "]"
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
         let (model, data) = try ModelRegistry.make(backbone)
         var rng = SeededGenerator(seed: context.seed, stream: "finetune")
+        if !pretrained { model.initializeRandomly(using: &rng) }
         model.fc = model.resetClassifier(classes: context.classes, rng: &rng)
         let body = model.parameters(after: trainAfter)
         let optimizer = AdamW([ParameterGroup(model.fc.trainableParameters, learningRateScale: 1, weightDecay: 0),
                                ParameterGroup(body, learningRateScale: bodyLearningRateScale, weightDecay: weightDecay)],
                               learningRate: learningRate)
-        let steps = max(minimumSteps, epochs * train.count / batchSize)
-        let schedule = WarmupCosineSchedule(peak: learningRate, totalSteps: steps, warmupFraction: 0.1)
+        let preprocessing = TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
+        let options = ForwardOptions(batchNorm: batchNorm, dropConnect: 0.2, dropout: 0.2)
+        let recipe = TrainingRecipe(epochs: epochs, minimumSteps: minimumSteps, batchSize: batchSize,
+                                    microBatch: batchNorm == .batch ? batchSize : microBatch, learningRate: learningRate,
+                                    labelSmoothing: labelSmoothing, augmentation: augmentation)
+        try recipe.train(train: train, context: context, dataConfig: data, preprocessing: preprocessing,
+                         optimizer: optimizer, rng: &rng) { x, tape, rng in
+            var input = x
+            if let level = trainAfter { input = tape.constant(try model.activations(x.value, upTo: level)) }
+            return try model.logits(input, on: tape, startingAfter: trainAfter, options: options, rng: &rng)
+        }
+        return try predictWithViews(test: test, context: context, dataConfig: data, preprocessing: preprocessing,
+                                    views: testTimeAugmentation ? 8 : 1) { try model.logits($0) }
+    }
+}
 
+/// Training a network end to end on the training images, shared by fine-tuning and training from scratch:
+/// class-balanced sampling, an augmentation policy, linear warm-up then cosine decay, label smoothing,
+/// gradients accumulated over micro-batches (same result, less memory, cache-friendlier).
+public struct TrainingRecipe: Sendable {
+    /// Passes over the (class-balanced) training set; steps = epochs · n / batch, at least `minimumSteps`.
+    public var epochs: Int
+    public var minimumSteps: Int
+    public var batchSize: Int
+    public var microBatch: Int
+    public var learningRate: Float
+    public var labelSmoothing: Float
+    public var augmentation: String
+
+    public init(epochs: Int, minimumSteps: Int, batchSize: Int, microBatch: Int, learningRate: Float,
+                labelSmoothing: Float, augmentation: String) {
+        self.epochs = epochs
+        self.minimumSteps = minimumSteps
+        self.batchSize = batchSize
+        self.microBatch = microBatch
+        self.learningRate = learningRate
+        self.labelSmoothing = labelSmoothing
+        self.augmentation = augmentation
+    }
+
+    public func steps(trainCount: Int) -> Int { max(minimumSteps, epochs * trainCount / batchSize) }
+
+    /// Runs the optimisation; `logits(batchInput, tape, rng)` is the differentiable forward pass.
+    public func train(train: [Int], context: MethodContext, dataConfig: DataConfig, preprocessing: TransformPipeline,
+                      optimizer: Optimizer, rng: inout SeededGenerator,
+                      logits: (Var, Tape, inout SeededGenerator) throws -> Var) throws {
+        let steps = steps(trainCount: train.count)
+        let schedule = WarmupCosineSchedule(peak: learningRate, totalSteps: steps, warmupFraction: 0.1)
         // Class-balanced sampling: every class equally often, whatever its count (balanced accuracy).
         let byClass = Dictionary(grouping: train, by: { context.labels[$0] })
         let classes = byClass.keys.sorted()
@@ -65,12 +115,9 @@ public struct FineTuneMethod: FewShotMethod {
         }
         // Shuffle within the whole order so batches mix classes.
         order.shuffle(using: &rng)
-        let items = context.dataset.items
-        let preprocessing = TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
-        let loader = BatchLoader(dataset: context.dataset, items: items, order: order, batchSize: batchSize,
-                                 dataConfig: data, preprocessing: preprocessing, augmentation: try TransformPipeline.augmentation(augmentation),
-                                 seed: context.seed)
-        let options = ForwardOptions(batchNorm: .frozen, dropConnect: 0.2, dropout: 0.2)
+        let loader = BatchLoader(dataset: context.dataset, items: context.dataset.items, order: order, batchSize: batchSize,
+                                 dataConfig: dataConfig, preprocessing: preprocessing,
+                                 augmentation: try TransformPipeline.augmentation(augmentation), seed: context.seed)
         var step = 0
         while let batch = loader.nextBatch() {
             optimizer.learningRate = schedule(step)
@@ -79,35 +126,64 @@ public struct FineTuneMethod: FewShotMethod {
             for start in stride(from: 0, to: n, by: microBatch) {
                 let part = start..<min(start + microBatch, n)
                 let tape = Tape(training: true)
-                var x = tape.constant(batch.input.slice(rows: part))
-                if let level = trainAfter { x = tape.constant(try model.activations(x.value, upTo: level)) }
-                let logits = try model.logits(x, on: tape, startingAfter: trainAfter, options: options, rng: &rng)
-                let loss = tape.softmaxCrossEntropy(logits, labels: Array(batch.labels[part]), labelSmoothing: labelSmoothing)
+                let x = tape.constant(part.count == n ? batch.input : batch.input.slice(rows: part))
+                let out = try logits(x, tape, &rng)
+                let loss = tape.softmaxCrossEntropy(out, labels: Array(batch.labels[part]), labelSmoothing: labelSmoothing)
                 tape.backward(from: loss, seed: Tensor(shape: [], data: [Float(part.count) / Float(n)]))
             }
             optimizer.step()
             step += 1
-            context.progress?("fine-tuning", step, steps)
+            context.progress?("training", step, steps)
         }
+    }
+}
 
-        // Predict: inference path (BN folded), optionally averaged over the 8 dihedral views.
-        let views = testTimeAugmentation ? 8 : 1
-        var out = Tensor(zeros: [test.count, context.classes])
-        let decoder = ImageDecoder()
-        for chunk in stride(from: 0, to: test.count, by: 32) {
-            let idx = Array(test[chunk..<min(chunk + 32, test.count)])
-            let images = try idx.map { preprocessing(FloatImage(try context.dataset.image(of: items[$0], decoder: decoder))) }
-            for v in 0..<views {
-                let view = DihedralView(v)
-                var logits = try model.logits(data.batch(images.map { view($0) }))
-                logits.withUnsafeMutableBufferPointer { softmaxRows($0.baseAddress!, rows: idx.count, columns: context.classes) }
-                out.withUnsafeMutableBufferPointer { o in
-                    for r in 0..<idx.count { for c in 0..<context.classes {
-                        o[(chunk + r) * context.classes + c] += logits[flat: r * context.classes + c] / Float(views)
-                    } }
-                }
+/// Class probabilities of the test items, averaged over `views` dihedral orientations of each image.
+func predictWithViews(test: [Int], context: MethodContext, dataConfig: DataConfig, preprocessing: TransformPipeline,
+                      views: Int, logits: (Tensor) throws -> Tensor) throws -> Tensor {
+    let k = context.classes, items = context.dataset.items
+    var out = Tensor(zeros: [test.count, k])
+    let decoder = ImageDecoder()
+    for chunk in stride(from: 0, to: test.count, by: 32) {
+        let idx = Array(test[chunk..<min(chunk + 32, test.count)])
+        let images = try idx.map { preprocessing(FloatImage(try context.dataset.image(of: items[$0], decoder: decoder))) }
+        for v in 0..<views {
+            let view = DihedralView(v)
+            var l = try logits(dataConfig.batch(images.map { view($0) }))
+            l.withUnsafeMutableBufferPointer { softmaxRows($0.baseAddress!, rows: idx.count, columns: k) }
+            out.withUnsafeMutableBufferPointer { o in
+                for r in 0..<idx.count { for c in 0..<k { o[(chunk + r) * k + c] += l[flat: r * k + c] / Float(views) } }
             }
         }
-        return out
+    }
+    return out
+}
+
+/// Training a small CNN from scratch (`SmallCNNConfig`): batch-statistics BN, AdamW, the shared recipe.
+/// The from-scratch baseline the study asks for: what the images alone teach, without ImageNet.
+public struct ScratchMethod: FewShotMethod {
+    public var config: SmallCNNConfig
+    public var recipe = TrainingRecipe(epochs: 40, minimumSteps: 300, batchSize: 32, microBatch: 32, learningRate: 2e-3,
+                                       labelSmoothing: 0.1, augmentation: "cells")
+    public var weightDecay: Float = 0.05
+    public var testTimeAugmentation = true
+
+    public init(_ config: SmallCNNConfig = .cbrTiny, augmentation: String = "cells") {
+        self.config = config
+        recipe.augmentation = augmentation
+    }
+
+    public var name: String { "scratch[\(config.name),\(recipe.augmentation),min\(recipe.minimumSteps)]" }
+
+    public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        var rng = SeededGenerator(seed: context.seed, stream: "scratch")
+        let model = SmallCNN(config, classes: context.classes, rng: &rng)
+        let optimizer = AdamW([ParameterGroup(model.trainableParameters, weightDecay: weightDecay)], learningRate: recipe.learningRate)
+        try recipe.train(train: train, context: context, dataConfig: config.dataConfig, preprocessing: TransformPipeline(),
+                         optimizer: optimizer, rng: &rng) { x, tape, rng in try model.logits(x, on: tape, rng: &rng) }
+        return try predictWithViews(test: test, context: context, dataConfig: config.dataConfig,
+                                    preprocessing: TransformPipeline(), views: testTimeAugmentation ? 8 : 1) {
+            try model.logits($0)
+        }
     }
 }

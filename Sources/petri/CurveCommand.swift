@@ -41,7 +41,7 @@ struct DatasetOptions: ParsableArguments {
 /// Builds methods from their command-line names.
 enum MethodFactory {
     static let names = ["auto", "lp", "lp-tta", "lp-multi", "lp-levels", "lp-levels-multi", "knn", "proto", "mlp", "lp-random",
-                        "finetune", "partial", "ens-multi"]
+                        "finetune", "partial", "ens-multi", "scratch", "scratch-small", "scratch-mini", "scratch-lite0", "mlp-multi"]
 
     static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
         if let colon = name.firstIndex(of: ":") { return try custom(String(name[..<colon]), String(name[name.index(after: colon)...])) }
@@ -57,12 +57,18 @@ enum MethodFactory {
             return LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8))
         case "knn": return NearestNeighbourMethod(.knn(5), features: single)
         case "mlp": return MLPMethod(features: single)
+        case "mlp-multi":
+            return MLPMethod(features: FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8))
         case "lp-random": return LinearProbeMethod(features: FeatureSpec(backbones: ["random:" + backbone]))
         case "ens-multi":
             return EnsembleMethod([LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, views: 8)),
                                    LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8))],
                                   label: "ens-multi")
         case "finetune": return FineTuneMethod(backbone: backbone)
+        case "scratch": return ScratchMethod(.cbrTiny)
+        case "scratch-small": return ScratchMethod(.cbrSmall)
+        case "scratch-mini": return ScratchMethod(.cnnMini)
+        case "scratch-lite0": return randomInitLite0(backbone: backbone)
         case "partial": return FineTuneMethod(backbone: backbone, trainAfter: .stage(5))
         case "proto": return NearestNeighbourMethod(.prototype, features: single)
         case "auto": return AutoMethod(candidates: autoCandidates(backbone: backbone))
@@ -74,6 +80,7 @@ enum MethodFactory {
     /// dihedral views, central-crop fractions); also `proto:` and `knn:`.
     static func custom(_ kind: String, _ settings: String) throws -> any FewShotMethod {
         if kind == "finetune" || kind == "partial" { return try customFineTune(kind, settings) }
+        if kind == "scratch" { return try customScratch(settings) }
         var spec = FeatureSpec()
         for part in settings.split(separator: ":") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
@@ -115,6 +122,40 @@ enum MethodFactory {
             case "after": m.trainAfter = FeatureLevel(kv[1])
             case "bs": m.batchSize = Int(kv[1]) ?? m.batchSize
             default: throw ValidationError("unknown fine-tuning setting '\(kv[0])' (b, e, min, c, aug, lr, body, after, bs)")
+            }
+        }
+        return m
+    }
+
+    /// The backbone's architecture from random initialisation, trained with batch-statistics BN (slow:
+    /// the batch-BN training path runs ~8 images/s here).
+    static func randomInitLite0(backbone: String) -> FineTuneMethod {
+        var m = FineTuneMethod(backbone: backbone)
+        m.pretrained = false
+        m.batchNorm = .batch
+        m.learningRate = 2e-3
+        m.bodyLearningRateScale = 1
+        m.minimumSteps = 200
+        return m
+    }
+
+    /// `scratch:net=cbr-small:min=600:e=40:aug=cells:lr=0.002`
+    static func customScratch(_ settings: String) throws -> any FewShotMethod {
+        var m = ScratchMethod()
+        for part in settings.split(separator: ":") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2 else { throw ValidationError("method setting '\(part)' is not key=value") }
+            switch kv[0] {
+            case "net":
+                guard let c = SmallCNNConfig.named(kv[1]) else {
+                    throw ValidationError("unknown net '\(kv[1])' (\(SmallCNNConfig.all.map(\.name).joined(separator: ", ")))")
+                }
+                m.config = c
+            case "min": m.recipe.minimumSteps = Int(kv[1]) ?? m.recipe.minimumSteps
+            case "e": m.recipe.epochs = Int(kv[1]) ?? m.recipe.epochs
+            case "aug": m.recipe.augmentation = kv[1]
+            case "lr": m.recipe.learningRate = Float(kv[1]) ?? m.recipe.learningRate
+            default: throw ValidationError("unknown scratch setting '\(kv[0])' (net, min, e, aug, lr)")
             }
         }
         return m

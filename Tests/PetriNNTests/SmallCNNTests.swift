@@ -1,0 +1,43 @@
+import Foundation
+import PetriEngine
+import Testing
+@testable import PetriNN
+
+@Suite struct SmallCNNTests {
+    /// Horizontal vs vertical stripes at random phases: trivially learnable, so a from-scratch net that
+    /// trains at all (forward, batch-stat BN, pooling, backward, AdamW) must fit them.
+    @Test func learnsStripeOrientationFromScratch() throws {
+        var rng = SeededGenerator(seed: 1)
+        let side = 32, n = 16
+        var data: [Float] = [], labels: [Int] = []
+        for i in 0..<n {
+            let label = i % 2, phase = Int.random(in: 0..<4, using: &rng)
+            for y in 0..<side { for x in 0..<side {
+                let v: Float = ((label == 0 ? y : x) + phase) % 4 < 2 ? 0.8 : -0.8
+                for _ in 0..<3 { data.append(v + Float.random(in: -0.1...0.1, using: &rng)) }
+            } }
+            labels.append(label)
+        }
+        let images = Tensor(shape: [n, side, side, 3], data: data)
+        let config = SmallCNNConfig(name: "test", channels: [8, 16], kernelSize: 3, inputSize: side)
+        let model = SmallCNN(config, classes: 2, rng: &rng)
+        model.dropout = 0
+        let optimizer = AdamW([ParameterGroup(model.trainableParameters)], learningRate: 1e-2)
+        var firstLoss: Float = 0, lastLoss: Float = 0
+        for step in 0..<40 {
+            optimizer.zeroGradients()
+            let tape = Tape(training: true)
+            let loss = tape.softmaxCrossEntropy(try model.logits(tape.constant(images), on: tape, rng: &rng), labels: labels)
+            tape.backward(from: loss)
+            optimizer.step()
+            if step == 0 { firstLoss = loss.value[flat: 0] }
+            lastLoss = loss.value[flat: 0]
+        }
+        #expect(lastLoss < firstLoss * 0.3)
+        // Inference (running statistics) classifies the training images.
+        let logits = try model.logits(images)
+        let predicted = (0..<n).map { logits[flat: 2 * $0 + 1] > logits[flat: 2 * $0] ? 1 : 0 }
+        #expect(predicted == labels)
+        #expect(model.namedParameters.count == 2 * 6 + 2)
+    }
+}
