@@ -151,7 +151,7 @@ func featureSpecs(_ method: any FewShotMethod) -> [FeatureSpec] {
     case let m as LinearProbeMethod: [m.features]
     case let m as NearestNeighbourMethod: [m.features]
     case let m as MLPMethod: [m.features]
-    case let m as AutoMethod: m.candidates.flatMap(featureSpecs)
+    case let m as AutoMethod: m.candidates.flatMap(featureSpecs) + (m.scaleProbe.map { probe in m.crops.flatMap { featureSpecs(probe($0)) } } ?? [])
     case let m as EnsembleMethod: m.members.flatMap(featureSpecs)
     default: []
     }

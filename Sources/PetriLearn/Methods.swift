@@ -163,38 +163,74 @@ public struct NearestNeighbourMethod: FewShotMethod {
 
 /// Picks among candidate methods by stratified inner cross-validation on the training set only
 /// (balanced accuracy, ties to the earlier candidate), then refits the winner on the whole training set.
+///
+/// With several `crops`, it first picks the image scale: a cheap probe (`scaleProbe`, one backbone, one
+/// view) is scored by the same inner CV on each central crop, and the candidates are then built for the
+/// winning crop (`candidatesForCrop`). Objects centred in a wider field (a white cell among red cells)
+/// are seen far better at a tight crop; crops that already fill the frame lose nothing by the check.
 public struct AutoMethod: FewShotMethod {
     public var candidates: [any FewShotMethod]
     public var innerFolds = 3
-    public var lastChoice: String?
+    public var crops: [Double] = [1]
+    public var candidatesForCrop: ((Double) -> [any FewShotMethod])?
+    public var scaleProbe: ((Double) -> any FewShotMethod)?
+    /// A smaller crop must beat the whole image by this much (inner-CV balanced accuracy) to be chosen.
+    public var cropMargin = 0.02
 
     public init(candidates: [any FewShotMethod]) { self.candidates = candidates }
-    public var name: String { "auto" }
+
+    public init(crops: [Double], scaleProbe: @escaping (Double) -> any FewShotMethod,
+                candidates: @escaping (Double) -> [any FewShotMethod]) {
+        self.crops = crops
+        self.scaleProbe = scaleProbe
+        self.candidatesForCrop = candidates
+        self.candidates = candidates(crops.first ?? 1)
+    }
+
+    public var label = "auto"
+    public var name: String { label }
+
+    /// Inner-CV mean balanced accuracy of `method` on `train`.
+    func innerScore(_ method: any FewShotMethod, train: [Int], folds testFolds: [[Int]], context: MethodContext) throws -> Double {
+        var s: [Double] = []
+        for fold in testFolds {
+            let inFold = Set(fold)
+            let innerTrain = train.indices.filter { !inFold.contains($0) }.map { train[$0] }
+            let innerTest = fold.map { train[$0] }
+            let p = try method.predict(train: innerTrain, test: innerTest, context: context)
+            s.append(Metrics.balancedAccuracy(labels: innerTest.map { context.labels[$0] }, predictions: argmaxRows(p),
+                                              classes: context.classes))
+        }
+        return s.reduce(0, +) / Double(s.count)
+    }
 
     public func choose(train: [Int], context: MethodContext) throws -> (any FewShotMethod, [String: Double]) {
         let labels = train.map { context.labels[$0] }
         let smallest = (0..<context.classes).map { c in labels.filter { $0 == c }.count }.filter { $0 > 0 }.min() ?? 0
         let folds = min(innerFolds, smallest)
-        guard candidates.count > 1, folds >= 2 else { return (candidates[0], [:]) }
+        guard folds >= 2 else { return (candidates[0], [:]) }
         let groups = train.map { context.dataset.items[$0].group }
         let testFolds = Splits.stratifiedKFold(labels: labels, groups: groups, folds: folds, seed: context.seed &+ 17)
         var scores: [String: Double] = [:]
-        var best = -1.0, bestIndex = 0
-        for (ci, candidate) in candidates.enumerated() {
-            var s: [Double] = []
-            for fold in testFolds {
-                let inFold = Set(fold)
-                let innerTrain = train.indices.filter { !inFold.contains($0) }.map { train[$0] }
-                let innerTest = fold.map { train[$0] }
-                let p = try candidate.predict(train: innerTrain, test: innerTest, context: context)
-                s.append(Metrics.balancedAccuracy(labels: innerTest.map { context.labels[$0] }, predictions: argmaxRows(p),
-                                                  classes: context.classes))
+        var pool = candidates
+        if crops.count > 1, let scaleProbe, let candidatesForCrop {
+            var bestCrop = crops[0], bestScore = -1.0
+            for c in crops {
+                let probe = scaleProbe(c)
+                let score = try innerScore(probe, train: train, folds: testFolds, context: context)
+                scores["scale: " + probe.name] = score
+                if score > bestScore + (c < 1 ? cropMargin : 1e-9) { bestScore = score; bestCrop = c }
             }
-            let mean = s.reduce(0, +) / Double(s.count)
+            pool = candidatesForCrop(bestCrop)
+        }
+        guard pool.count > 1 else { return (pool[0], scores) }
+        var best = -1.0, bestIndex = 0
+        for (ci, candidate) in pool.enumerated() {
+            let mean = try innerScore(candidate, train: train, folds: testFolds, context: context)
             scores[candidate.name] = mean
             if mean > best + 1e-9 { best = mean; bestIndex = ci }
         }
-        return (candidates[bestIndex], scores)
+        return (pool[bestIndex], scores)
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {

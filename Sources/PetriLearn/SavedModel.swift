@@ -15,6 +15,8 @@ public struct SavedModel: Codable, Sendable {
     public var backbones: [String]
     public var levels: [String]
     public var views: Int
+    /// Central-crop fractions whose features are concatenated (absent in files before crops: the whole image).
+    public var crops: [Double]?
     public var preprocessing: String
     public var head: LogisticRegression.Fitted
     public var regularisation: Double
@@ -27,11 +29,11 @@ public struct SavedModel: Codable, Sendable {
     public var created: String
     public var petriVersion: String
 
-    public init(classNames: [String], backbones: [String], levels: [String], views: Int, preprocessing: String,
+    public init(classNames: [String], backbones: [String], levels: [String], views: Int, crops: [Double], preprocessing: String,
                 head: LogisticRegression.Fitted, regularisation: Double, method: String, trainedOn: String,
                 dataHash: String, trainingImages: Int, innerCVBalancedAccuracy: Double?, created: String,
                 petriVersion: String) {
-        self.classNames = classNames; self.backbones = backbones; self.levels = levels; self.views = views
+        self.classNames = classNames; self.backbones = backbones; self.levels = levels; self.views = views; self.crops = crops
         self.preprocessing = preprocessing; self.head = head; self.regularisation = regularisation
         self.method = method; self.trainedOn = trainedOn; self.dataHash = dataHash
         self.trainingImages = trainingImages; self.innerCVBalancedAccuracy = innerCVBalancedAccuracy
@@ -39,7 +41,7 @@ public struct SavedModel: Codable, Sendable {
     }
 
     public var featureSpec: FeatureSpec {
-        FeatureSpec(backbones: backbones, levels: levels.compactMap(FeatureLevel.init), views: views)
+        FeatureSpec(backbones: backbones, levels: levels.compactMap(FeatureLevel.init), views: views, crops: crops ?? [1])
     }
 
     public func write(to url: URL) throws {

@@ -41,7 +41,7 @@ struct DatasetOptions: ParsableArguments {
 /// Builds methods from their command-line names.
 enum MethodFactory {
     static let names = ["auto", "lp", "lp-tta", "lp-multi", "lp-levels", "lp-levels-multi", "knn", "proto", "mlp", "lp-random",
-                        "finetune", "partial", "ens-multi", "scratch", "scratch-small", "scratch-mini", "scratch-lite0", "mlp-multi"]
+                        "finetune", "partial", "ens-multi", "scratch", "scratch-small", "scratch-mini", "scratch-lite0", "mlp-multi", "auto-mlp", "auto-full"]
 
     static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
         if let colon = name.firstIndex(of: ":") { return try custom(String(name[..<colon]), String(name[name.index(after: colon)...])) }
@@ -71,7 +71,9 @@ enum MethodFactory {
         case "scratch-lite0": return randomInitLite0(backbone: backbone)
         case "partial": return FineTuneMethod(backbone: backbone, trainAfter: .stage(5))
         case "proto": return NearestNeighbourMethod(.prototype, features: single)
-        case "auto": return AutoMethod(candidates: autoCandidates(backbone: backbone))
+        case "auto": return auto(backbone: backbone)
+        case "auto-mlp": return auto(backbone: backbone, withMLP: true)
+        case "auto-full": return AutoMethod(candidates: autoCandidates(crop: 1))
         default: throw ValidationError("unknown method '\(name)'; known: \(names.joined(separator: ", "))")
         }
     }
@@ -98,9 +100,10 @@ enum MethodFactory {
         switch kind {
         case "lp": return LinearProbeMethod(features: spec)
         case "mlp": return MLPMethod(features: spec)
+        case "lpmlp": return EnsembleMethod([LinearProbeMethod(features: spec), MLPMethod(features: spec)], label: "lp+mlp[\(spec)]")
         case "proto": return NearestNeighbourMethod(.prototype, features: spec)
         case "knn": return NearestNeighbourMethod(.knn(5), features: spec)
-        default: throw ValidationError("unknown probe kind '\(kind)' (lp, mlp, proto, knn)")
+        default: throw ValidationError("unknown probe kind '\(kind)' (lp, mlp, lpmlp, proto, knn)")
         }
     }
 
@@ -161,12 +164,24 @@ enum MethodFactory {
         return m
     }
 
+    /// `auto`: first the image scale (whole image or a central crop of 0.7, 0.5 or 0.4 of the shorter side, by
+    /// a single-view Lite0 probe's inner CV; on PBC's centred cells 0.4 beats the whole image by 0.28 at n=5), then the
+    /// frozen-feature recipe at that scale (see `autoCandidates`).
+    static func auto(backbone: String, withMLP: Bool = false) -> AutoMethod {
+        var m = AutoMethod(crops: [1, 0.7, 0.5, 0.4],
+                   scaleProbe: { c in LinearProbeMethod(features: FeatureSpec(backbones: [backbone], crops: [c])) },
+                   candidates: { c in autoCandidates(crop: c, withMLP: withMLP) })
+        if withMLP { m.label = "auto-mlp" }
+        return m
+    }
+
     /// What `auto` chooses among, by inner cross-validation on the training set. Measured on bccd-wbc-crops
     /// (5 seeds, sizes 5/20/all): these two beat single-backbone probes and prototypes, and a wider candidate
     /// list made the choice noisier (inner CV on 3 folds of 20–80 images), not better: 0.716 → 0.790 at n=20.
-    static func autoCandidates(backbone: String) -> [any FewShotMethod] {
-        let multi = FeatureSpec(backbones: ModelRegistry.names, views: 8)
-        let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8)
+    static func autoCandidates(crop: Double, withMLP: Bool = false) -> [any FewShotMethod] {
+        let multi = FeatureSpec(backbones: ModelRegistry.names, views: 8, crops: [crop])
+        let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8, crops: [crop])
+        if withMLP { return [MLPMethod(features: multiLevel), LinearProbeMethod(features: multiLevel)] }
         return [LinearProbeMethod(features: multiLevel), LinearProbeMethod(features: multi)]
     }
 }

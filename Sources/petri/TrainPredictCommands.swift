@@ -39,30 +39,31 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let ds = try dataset.load(quiet: quiet)
-        let candidates: [LinearProbeMethod]
+        let auto: AutoMethod
         switch method {
-        case "auto": candidates = MethodFactory.autoCandidates(backbone: backbone).compactMap { $0 as? LinearProbeMethod }
+        case "auto": auto = MethodFactory.auto(backbone: backbone)
         default:
             guard let m = try MethodFactory.make(method, backbone: backbone) as? LinearProbeMethod else {
                 throw ValidationError("--method \(method) cannot be saved yet; use auto or an lp variant")
             }
-            candidates = [m]
+            auto = AutoMethod(candidates: [m])
         }
         let bank = FeatureBank(dataset: ds)
-        bank.plan(candidates.map(\.features))
+        bank.plan(auto.candidates.compactMap { ($0 as? LinearProbeMethod)?.features })
         let line = ProgressLine("features", quiet: quiet)
         bank.progress = { _, d, t in line.update(d, t) }
         var context = MethodContext(dataset: ds, bank: bank, seed: seed)
         context.progress = bank.progress
         let all = Array(ds.items.indices)
-        let (winner, scores) = try AutoMethod(candidates: candidates).choose(train: all, context: context)
-        let chosen = winner as! LinearProbeMethod
+        let (winner, scores) = try auto.choose(train: all, context: context)
+        guard let chosen = winner as? LinearProbeMethod else { throw PetriCLIError("auto chose \(winner.name), which cannot be saved yet") }
         let x = try chosen.features.matrix(bank)
         let fitted = chosen.probe.fit(x, labels: context.labels, classes: context.classes, seed: seed)
         let formatter = ISO8601DateFormatter()
         let model = SavedModel(
             classNames: ds.classNames, backbones: chosen.features.backbones,
-            levels: chosen.features.levels.map(\.description), views: chosen.features.views, preprocessing: "none",
+            levels: chosen.features.levels.map(\.description), views: chosen.features.views, crops: chosen.features.crops,
+            preprocessing: "none",
             head: fitted.regression, regularisation: fitted.c, method: chosen.name, trainedOn: ds.root.path,
             dataHash: datasetHash(ds), trainingImages: ds.items.count, innerCVBalancedAccuracy: scores[chosen.name],
             created: formatter.string(from: Date()), petriVersion: PetriVersion.string)

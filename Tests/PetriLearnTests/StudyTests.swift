@@ -45,7 +45,7 @@ import Testing
         let spec = FeatureSpec()
         let x = try spec.matrix(bank)
         let fitted = LinearProbe().fit(x, labels: ds.items.map(\.label), classes: 4, seed: 0)
-        let model = SavedModel(classNames: ds.classNames, backbones: spec.backbones, levels: ["head"], views: 1,
+        let model = SavedModel(classNames: ds.classNames, backbones: spec.backbones, levels: ["head"], views: 1, crops: [1],
                                preprocessing: "none", head: fitted.regression, regularisation: fitted.c, method: "lp",
                                trainedOn: ds.root.path, dataHash: "x", trainingImages: ds.items.count,
                                innerCVBalancedAccuracy: nil, created: "now", petriVersion: "test")
