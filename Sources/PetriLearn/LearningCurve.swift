@@ -26,6 +26,9 @@ public struct CurveRecord: Sendable {
     /// Test item indices and their predicted probabilities (for reports: misclassified images, calibration).
     public var test: [Int] = []
     public var probabilities: [[Double]] = []
+    /// `few-shot` (the protocol's learning curves), `cv` (one fold of repeated k-fold; `seed` numbers the
+    /// fold) or `holdout` (an ensemble of the fold models on the held-out set).
+    public var evaluation = "few-shot"
 
     public var sizeLabel: String { size.map(String.init) ?? "all" }
 
@@ -63,6 +66,7 @@ public struct CurveRecord: Sendable {
             "seconds": seconds, "classes": classNames,
         ]
         if let chosen { o["chosen"] = chosen; o["inner_scores"] = innerScores }
+        if evaluation != "few-shot" { o["evaluation"] = evaluation }
         return o
     }
 }
@@ -81,6 +85,7 @@ extension CurveRecord {
                   perClassRecall: (o["per_class_recall"] as? [Any])?.map { ($0 as? NSNumber)?.doubleValue } ?? [],
                   confusion: o["confusion"] as? [[Int]] ?? [], seconds: (o["seconds"] as? NSNumber)?.doubleValue ?? 0,
                   classNames: o["classes"] as? [String] ?? [], test: test, probabilities: probabilities)
+        evaluation = o["evaluation"] as? String ?? "few-shot"
     }
 }
 
@@ -109,7 +114,6 @@ public struct LearningCurve {
         }
         for seed in seeds {
             let split = FewShotSplit(labels: labels, groups: groups, classes: classes, seed: seed, testFraction: testFraction)
-            let testLabels = split.test.map { labels[$0] }
             for size in sizes {
                 let train = split.training(perClass: size)
                 for method in methods where !skip(method.name, size, seed) {
@@ -126,21 +130,114 @@ public struct LearningCurve {
                     } else {
                         p = try method.predict(train: train, test: split.test, context: context)
                     }
-                    let predictions = argmaxRows(p)
-                    let probs = (0..<split.test.count).map { i in (0..<classes).map { Double(p[flat: i * classes + $0]) } }
-                    let confusion = Metrics.confusionMatrix(labels: testLabels, predictions: predictions, classes: classes)
-                    try record(CurveRecord(
-                        dataset: dataset.root.path, method: method.name, chosen: chosen, innerScores: scores, size: size,
-                        seed: seed, trainCount: train.count, testCount: split.test.count,
-                        balancedAccuracy: Metrics.balancedAccuracy(labels: testLabels, predictions: predictions, classes: classes),
-                        accuracy: Metrics.accuracy(labels: testLabels, predictions: predictions),
-                        macroF1: Metrics.macroF1(labels: testLabels, predictions: predictions, classes: classes),
-                        auc: Metrics.macroAUC(labels: testLabels, probabilities: probs),
-                        perClassRecall: Metrics.perClassRecall(confusion), confusion: confusion,
-                        seconds: Date().timeIntervalSince(start), classNames: dataset.classNames,
-                        test: split.test, probabilities: probs))
+                    try record(makeRecord(dataset: dataset, method: method.name, chosen: chosen, scores: scores, size: size,
+                                          seed: seed, train: train, test: split.test, probabilities: p, start: start))
                 }
             }
+        }
+    }
+}
+
+/// Metrics of class probabilities `p` `[test.count, classes]` against the test items' labels.
+func makeRecord(dataset: Dataset, method: String, chosen: String?, scores: [String: Double], size: Int?, seed: UInt64,
+                train: [Int], test: [Int], probabilities p: Tensor, start: Date, evaluation: String = "few-shot") -> CurveRecord {
+    let classes = dataset.classNames.count
+    let testLabels = test.map { dataset.items[$0].label }
+    let predictions = argmaxRows(p)
+    let probs = (0..<test.count).map { i in (0..<classes).map { Double(p[flat: i * classes + $0]) } }
+    let confusion = Metrics.confusionMatrix(labels: testLabels, predictions: predictions, classes: classes)
+    var r = CurveRecord(
+        dataset: dataset.root.path, method: method, chosen: chosen, innerScores: scores, size: size,
+        seed: seed, trainCount: train.count, testCount: test.count,
+        balancedAccuracy: Metrics.balancedAccuracy(labels: testLabels, predictions: predictions, classes: classes),
+        accuracy: Metrics.accuracy(labels: testLabels, predictions: predictions),
+        macroF1: Metrics.macroF1(labels: testLabels, predictions: predictions, classes: classes),
+        auc: Metrics.macroAUC(labels: testLabels, probabilities: probs),
+        perClassRecall: Metrics.perClassRecall(confusion), confusion: confusion,
+        seconds: Date().timeIntervalSince(start), classNames: dataset.classNames,
+        test: test, probabilities: probs)
+    r.evaluation = evaluation
+    return r
+}
+
+/// The original study's protocol: a stratified held-out set (10%), then repeated stratified k-fold
+/// cross-validation on the rest. Each fold's model predicts its own fold (out-of-fold predictions, one
+/// `cv` record per fold) and the held-out set; the fold models' held-out predictions are then combined
+/// by mean probability and by majority vote (two `holdout` records per method).
+public struct RepeatedCrossValidation {
+    public var folds: Int
+    public var repeats: Int
+    public var holdoutFraction: Double
+    public var seed: UInt64
+
+    public init(folds: Int = 5, repeats: Int = 4, holdoutFraction: Double = 0.1, seed: UInt64 = 0) {
+        self.folds = folds
+        self.repeats = repeats
+        self.holdoutFraction = holdoutFraction
+        self.seed = seed
+    }
+
+    public static func ensembleNames(_ method: String) -> (mean: String, vote: String) {
+        (method + " · fold ensemble, mean probability", method + " · fold ensemble, majority vote")
+    }
+
+    /// `skip(method)` is true when a method's results are already stored (resume works per method).
+    public func run(dataset: Dataset, bank: FeatureBank, methods: [any FewShotMethod],
+                    skip: (String) -> Bool = { _ in false }, record: (CurveRecord) throws -> Void) throws {
+        let labels = dataset.items.map(\.label)
+        let classes = dataset.classNames.count
+        bank.plan(methods.flatMap(featureSpecs))
+        let groups: [String?] = dataset.items.map { item in
+            item.group ?? (try? dataset.contents(of: item)).map(SHA256.hex)
+        }
+        let split = FewShotSplit(labels: labels, groups: groups, classes: classes, seed: seed, testFraction: holdoutFraction)
+        let holdout = split.test, pool = split.training(perClass: nil)
+        for method in methods where !skip(method.name) {
+            let start = Date()
+            var meanProbabilities = Tensor(zeros: [holdout.count, classes])
+            var votes = Tensor(zeros: [holdout.count, classes])
+            var models = 0
+            for r in 0..<repeats {
+                let foldSets = Splits.stratifiedKFold(labels: pool.map { labels[$0] }, groups: pool.map { groups[$0] },
+                                                      folds: folds, seed: seed &+ UInt64(r) &* 1_000_003)
+                for (f, fold) in foldSets.enumerated() {
+                    let foldStart = Date()
+                    let inFold = Set(fold)
+                    let train = pool.indices.filter { !inFold.contains($0) }.map { pool[$0] }
+                    let test = fold.map { pool[$0] }
+                    var context = MethodContext(dataset: dataset, bank: bank, seed: seed &+ UInt64(r * folds + f))
+                    context.progress = bank.progress
+                    var chosen: String?, scores: [String: Double] = [:]
+                    let p: Tensor
+                    if let auto = method as? AutoMethod {
+                        let (winner, s) = try auto.choose(train: train, context: context)
+                        chosen = winner.name
+                        scores = s
+                        p = try winner.predict(train: train, test: test + holdout, context: context)
+                    } else {
+                        p = try method.predict(train: train, test: test + holdout, context: context)
+                    }
+                    try record(makeRecord(dataset: dataset, method: method.name, chosen: chosen, scores: scores, size: nil,
+                                          seed: UInt64(r * folds + f), train: train, test: test,
+                                          probabilities: p.rows(Array(0..<test.count)), start: foldStart, evaluation: "cv"))
+                    let h = p.rows(Array(test.count..<(test.count + holdout.count)))
+                    meanProbabilities.add(h)
+                    votes.withUnsafeMutableBufferPointer { v in
+                        for (i, c) in argmaxRows(h).enumerated() { v[i * classes + c] += 1 }
+                    }
+                    models += 1
+                }
+            }
+            let names = Self.ensembleNames(method.name)
+            try record(makeRecord(dataset: dataset, method: names.mean, chosen: nil, scores: [:], size: nil, seed: seed,
+                                  train: pool, test: holdout, probabilities: meanProbabilities.scaled(by: 1 / Float(models)),
+                                  start: start, evaluation: "holdout"))
+            // Votes as probabilities (share of fold models), ties broken towards the mean probability.
+            var voteShare = votes.scaled(by: 1 / Float(models))
+            voteShare.add(meanProbabilities.scaled(by: 1e-3 / Float(models)))
+            voteShare = voteShare.scaled(by: 1 / 1.001)
+            try record(makeRecord(dataset: dataset, method: names.vote, chosen: nil, scores: [:], size: nil, seed: seed,
+                                  train: pool, test: holdout, probabilities: voteShare, start: start, evaluation: "holdout"))
         }
     }
 }

@@ -44,7 +44,8 @@ public enum StudyReport {
         return (methods, sizes.sorted { $0.0 < $1.0 }.map(\.1))
     }
 
-    public static func headline(_ records: [CurveRecord]) -> StudyHeadline? {
+    public static func headline(_ all: [CurveRecord]) -> StudyHeadline? {
+        let records = all.filter { $0.evaluation != "holdout" }
         let (methods, sizes) = axes(records)
         guard let largest = sizes.last else { return nil }
         let candidates = methods.compactMap { m -> (String, Summary)? in
@@ -109,7 +110,11 @@ public enum StudyReport {
     }
 
     public static func html(_ input: StudyReportInput) -> String {
-        let ds = input.dataset, records = input.records
+        let ds = input.dataset
+        // Held-out results of fold ensembles (k-fold mode) get their own table; the rest are curves.
+        let records = input.records.filter { $0.evaluation != "holdout" }
+        let holdout = input.records.filter { $0.evaluation == "holdout" }
+        let crossValidated = records.contains { $0.evaluation == "cv" }
         let (methods, sizes) = axes(records)
         let e = SVG.escape
         func summary(_ m: String, _ s: String) -> Summary? {
@@ -138,9 +143,19 @@ public enum StudyReport {
             h += """
                 <div class="verdict">Best at \(e(best.size)) images per class: <b>\(e(best.method))</b>, balanced accuracy
                 <b>\(String(format: "%.3f", best.summary.mean))</b> (95% interval \(String(format: "%.3f–%.3f", best.summary.low, best.summary.high)),
-                \(best.summary.count) seed\(best.summary.count == 1 ? "" : "s")). Chance level is \(String(format: "%.3f", 1 / Double(max(ds.classNames.count, 1)))).
-                Every figure is on held-out test images the method never saw (30% per class, per seed).</div>
+                \(best.summary.count) \(crossValidated ? "fold" : "seed")\(best.summary.count == 1 ? "" : "s")). Chance level is \(String(format: "%.3f", 1 / Double(max(ds.classNames.count, 1)))).
+                \(crossValidated
+                    ? "Cross-validated: each figure is on the fold a model never saw (repeated stratified k-fold on the data left after a held-out set), intervals over folds."
+                    : "Every figure is on held-out test images the method never saw (30% per class, per seed).")</div>
                 """
+        }
+        if !holdout.isEmpty {
+            h += "<h2>Held-out set: ensembles of the fold models</h2><p class='sub'>The held-out images were never used for training or choosing. Each method's fold models vote (majority) or average their probabilities.</p>"
+            h += "<table><tr><th>method</th><th>balanced accuracy</th><th>accuracy</th><th>macro-F1</th><th>AUC</th><th>images</th></tr>"
+            for r in holdout {
+                h += "<tr><td>\(e(r.method))</td><td>\(String(format: "%.3f", r.balancedAccuracy))</td><td>\(String(format: "%.3f", r.accuracy))</td><td>\(String(format: "%.3f", r.macroF1))</td><td>\(r.auc.map { String(format: "%.3f", $0) } ?? "–")</td><td>\(r.testCount)</td></tr>"
+            }
+            h += "</table>"
         }
         for n in input.notes { h += "<p class='note'>\(e(n))</p>" }
 
@@ -150,7 +165,9 @@ public enum StudyReport {
                 summary(m, s).map { (i, $0.mean, $0.low, $0.high) }
             })
         }
-        h += "<h2>Learning curves</h2><p class='sub'>Balanced accuracy (mean per-class recall) against training images per class; dots are means over seeds, bars and bands 95% intervals.</p>"
+        h += crossValidated
+            ? "<h2>Cross-validated balanced accuracy</h2><p class='sub'>Mean per-class recall on the folds; dots are means over folds and repeats, bars 95% intervals.</p>"
+            : "<h2>Learning curves</h2><p class='sub'>Balanced accuracy (mean per-class recall) against training images per class; dots are means over seeds, bars and bands 95% intervals.</p>"
         h += SVG.learningCurves(xLabels: sizes, series: series, yLabel: "balanced accuracy")
 
         // Table

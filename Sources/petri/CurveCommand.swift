@@ -330,10 +330,11 @@ func printSummary(_ results: [CurveRecord]) {
     print("balanced accuracy, mean ± sd [95% CI] (seeds)")
     for m in methods {
         for s in sizes {
-            let v = results.filter { $0.method == m && $0.sizeLabel == s }.map(\.balancedAccuracy)
-            guard !v.isEmpty else { continue }
-            let sum = Summary(v)
-            print(String(format: "  %@  n=%@: %.3f ± %.3f [%.3f, %.3f] (%d)", m, s, sum.mean, sum.standardDeviation,
+            let rs = results.filter { $0.method == m && $0.sizeLabel == s }
+            guard let first = rs.first else { continue }
+            let sum = Summary(rs.map(\.balancedAccuracy))
+            let label = first.evaluation == "cv" ? "k-fold" : first.evaluation == "holdout" ? "held-out" : "n=" + s
+            print(String(format: "  %@  %@: %.3f ± %.3f [%.3f, %.3f] (%d)", m, label, sum.mean, sum.standardDeviation,
                          sum.low, sum.high, sum.count))
         }
     }

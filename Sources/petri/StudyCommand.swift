@@ -20,6 +20,7 @@ struct StudyCommand: ParsableCommand {
 
             Example:
               petri study Samples/bccd-wbc-mini --out report.html
+              petri study Samples/bccd-wbc-mini --protocol kfold --folds 5 --repeats 4 --methods auto,lp,scratch-mini
             """)
 
     @OptionGroup var dataset: DatasetOptions
@@ -44,7 +45,22 @@ struct StudyCommand: ParsableCommand {
 
     @OptionGroup var store: StoreOptions
 
+    @Option(name: .customLong("protocol"), help: "few-shot (learning curves, the default) or kfold (the original study: a held-out set, then repeated stratified k-fold on the rest, with fold-model ensembles scored on the held-out set).")
+    var protocol_ = "few-shot"
+
+    @Option(help: "kfold: folds per repeat.")
+    var folds = 5
+
+    @Option(help: "kfold: repeats (each a new shuffle).")
+    var repeats = 4
+
+    @Option(help: "kfold: fraction of each class held out.")
+    var holdout = 0.1
+
     func run() throws {
+        guard ["few-shot", "kfold"].contains(protocol_) else {
+            throw ValidationError("--protocol must be few-shot or kfold, not '\(protocol_)'")
+        }
         let start = Date()
         let curve = CurveCommand.parseOrExit(["--sizes", sizes, "--seeds", seeds, dataset.data])
         let ds = try dataset.load(quiet: quiet)
@@ -56,7 +72,7 @@ struct StudyCommand: ParsableCommand {
         let config: [String: Any] = [
             "dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methodList.map(\.name), "backbone": backbone,
             "min_class_size": dataset.minClassSize, "max_per_class": dataset.maxPerClass.map { $0 as Any } ?? NSNull(),
-            "draw_seed": dataset.drawSeed, "petri": PetriVersion.string,
+            "draw_seed": dataset.drawSeed, "petri": PetriVersion.string, "protocol": protocol_,
         ]
         let recorder = try RunRecorder(options: store, kind: "study", dataset: ds, dataHash: hash, config: config, quiet: quiet)
         var records: [CurveRecord] = recorder.earlier
@@ -64,11 +80,23 @@ struct StudyCommand: ParsableCommand {
         let total = sizeList.count * seedList.count * methodList.count
         let runs = ProgressLine("study runs", quiet: quiet)
         do {
-            try LearningCurve(sizes: sizeList, seeds: seedList).run(dataset: ds, bank: bank, methods: methodList,
-                                                                    skip: recorder.isDone) { r in
-                records.append(r)
-                try recorder.record(r, dataset: ds)
-                runs.update(records.count, total)
+            if protocol_ == "kfold" {
+                let cv = RepeatedCrossValidation(folds: folds, repeats: repeats, holdoutFraction: holdout, seed: seedList[0])
+                let cvTotal = methodList.count * (folds * repeats + 2)
+                try cv.run(dataset: ds, bank: bank, methods: methodList, skip: { m in
+                    recorder.isDone(RepeatedCrossValidation.ensembleNames(m).vote, nil, seedList[0])
+                }) { r in
+                    records.append(r)
+                    try recorder.record(r, dataset: ds)
+                    runs.update(records.count, cvTotal)
+                }
+            } else {
+                try LearningCurve(sizes: sizeList, seeds: seedList).run(dataset: ds, bank: bank, methods: methodList,
+                                                                        skip: recorder.isDone) { r in
+                    records.append(r)
+                    try recorder.record(r, dataset: ds)
+                    runs.update(records.count, total)
+                }
             }
         } catch {
             recorder.fail()
