@@ -29,7 +29,7 @@ public final class BatchLoader: @unchecked Sendable {
     public init(dataset: Dataset, items: [DatasetItem], order: [Int], batchSize: Int, dataConfig: DataConfig,
                 preprocessing: TransformPipeline = TransformPipeline(),
                 augmentation: TransformPipeline = TransformPipeline(), decoder: ImageDecoder = ImageDecoder(),
-                seed: UInt64, workers: Int = 1, prefetch: Int = 2) {
+                seed: UInt64, workers: Int = 1, prefetch: Int = 2, imageCache: DecodedImageCache? = nil) {
         let batches = stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min($0 + batchSize, order.count)]) }
         batchCount = batches.count
         queue = PrefetchBuffer(capacity: max(prefetch, workers))
@@ -43,16 +43,22 @@ public final class BatchLoader: @unchecked Sendable {
                     var failures: [(String, String)] = []
                     for (k, i) in batches[b].enumerated() {
                         do {
-                            var img = preprocessing(FloatImage(try dataset.image(of: items[i], decoder: decoder)))
-                            if !augmentation.isEmpty {
-                                // Augment at about the network's resolution, not the file's: same result
-                                // after the final resize, a fraction of the work on large images.
-                                let side = min(img.width, img.height), target = dataConfig.inputSize
-                                if side > target + target / 4 {
-                                    let f = Double(target) / Double(side)
-                                    img = img.resized(width: max(1, Int(Double(img.width) * f)),
-                                                      height: max(1, Int(Double(img.height) * f)))
+                            var img: FloatImage
+                            if let hit = imageCache?[i] { img = hit } else {
+                                img = preprocessing(FloatImage(try dataset.image(of: items[i], decoder: decoder)))
+                                if !augmentation.isEmpty {
+                                    // Augment at about the network's resolution, not the file's: same result
+                                    // after the final resize, a fraction of the work on large images.
+                                    let side = min(img.width, img.height), target = dataConfig.inputSize
+                                    if side > target + target / 4 {
+                                        let f = Double(target) / Double(side)
+                                        img = img.resized(width: max(1, Int(Double(img.width) * f)),
+                                                          height: max(1, Int(Double(img.height) * f)))
+                                    }
                                 }
+                                imageCache?[i] = img
+                            }
+                            if !augmentation.isEmpty {
                                 var rng = SeededGenerator(seed: seed, stream: "augment \(b) \(k) \(i)")
                                 img = augmentation.apply(img, rng: &rng)
                             }
@@ -82,6 +88,19 @@ public final class BatchLoader: @unchecked Sendable {
         }
         defer { next += 1 }
         return pending.removeValue(forKey: next)
+    }
+}
+
+/// Decoded, preprocessed (and, for augmentation, downscaled) images by item index, shared by a loader's
+/// workers: training draws each image many times, decoding it once is enough. Deterministic transforms
+/// only come before it; augmentation runs on every draw.
+public final class DecodedImageCache: @unchecked Sendable {
+    private var images: [Int: FloatImage] = [:]
+    private let lock = NSLock()
+    public init() {}
+    public subscript(index: Int) -> FloatImage? {
+        get { lock.withLock { images[index] } }
+        set { lock.withLock { images[index] = newValue } }
     }
 }
 

@@ -31,6 +31,13 @@ public struct FineTuneMethod: FewShotMethod {
     /// batch-statistics BN (`batchNorm = .batch`): its running statistics mean nothing yet.
     public var pretrained = true
     public var batchNorm: BatchNormMode = .frozen
+    /// Start the new classifier from a logistic regression fitted on the frozen network's pooled features
+    /// of the training images (LP-FT, Kumar et al. 2022) instead of at random: the head warm-up phase done in
+    /// closed form, so the first body updates follow a sensible head instead of undoing pretrained features.
+    public var linearProbeHead = true
+    /// Partial fine-tuning: augmented views of each training image pushed once through the frozen trunk and
+    /// kept in memory; training then runs only the layers above `trainAfter` on them.
+    public var cachedViews = 8
 
     public init(backbone: String = "efficientnet-lite0", trainAfter: FeatureLevel? = nil, augmentation: String = "cells") {
         self.backbone = backbone
@@ -40,7 +47,8 @@ public struct FineTuneMethod: FewShotMethod {
 
     public var name: String {
         (trainAfter.map { "partial[\($0)]" } ?? (pretrained ? "finetune" : "scratch")) + "[\(backbone.replacingOccurrences(of: "efficientnet-", with: "")),\(augmentation),e\(epochs)"
-            + (minimumSteps != 40 ? ",min\(minimumSteps)" : "") + (crop < 1 ? ",crop\(crop)" : "") + (batchNorm == .batch ? ",bn" : "") + "]"
+            + (minimumSteps != 40 ? ",min\(minimumSteps)" : "") + (crop < 1 ? ",crop\(crop)" : "") + (batchNorm == .batch ? ",bn" : "") + (pretrained && linearProbeHead ? ",lpft" : "")
+            + (trainAfter != nil && cachedViews > 0 ? ",cached\(cachedViews)" : "") + "]"
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
@@ -48,23 +56,97 @@ public struct FineTuneMethod: FewShotMethod {
         var rng = SeededGenerator(seed: context.seed, stream: "finetune")
         if !pretrained { model.initializeRandomly(using: &rng) }
         model.fc = model.resetClassifier(classes: context.classes, rng: &rng)
+        let preprocessing = TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
+        if pretrained && linearProbeHead {
+            try initializeHeadByLinearProbe(model, data: data, preprocessing: preprocessing, train: train, context: context)
+        }
         let body = model.parameters(after: trainAfter)
         let optimizer = AdamW([ParameterGroup(model.fc.trainableParameters, learningRateScale: 1, weightDecay: 0),
                                ParameterGroup(body, learningRateScale: bodyLearningRateScale, weightDecay: weightDecay)],
                               learningRate: learningRate)
-        let preprocessing = TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
         let options = ForwardOptions(batchNorm: batchNorm, dropConnect: 0.2, dropout: 0.2)
         let recipe = TrainingRecipe(epochs: epochs, minimumSteps: minimumSteps, batchSize: batchSize,
                                     microBatch: batchNorm == .batch ? batchSize : microBatch, learningRate: learningRate,
                                     labelSmoothing: labelSmoothing, augmentation: augmentation)
-        try recipe.train(train: train, context: context, dataConfig: data, preprocessing: preprocessing,
-                         optimizer: optimizer, rng: &rng) { x, tape, rng in
-            var input = x
-            if let level = trainAfter { input = tape.constant(try model.activations(x.value, upTo: level)) }
-            return try model.logits(input, on: tape, startingAfter: trainAfter, options: options, rng: &rng)
+        if let level = trainAfter, cachedViews > 0 {
+            try trainOnCachedActivations(model, level: level, data: data, preprocessing: preprocessing, recipe: recipe,
+                                         optimizer: optimizer, options: options, train: train, context: context, rng: &rng)
+        } else {
+            try recipe.train(train: train, context: context, dataConfig: data, preprocessing: preprocessing,
+                             optimizer: optimizer, rng: &rng) { x, tape, rng in
+                var input = x
+                if let level = trainAfter { input = tape.constant(try model.activations(x.value, upTo: level)) }
+                return try model.logits(input, on: tape, startingAfter: trainAfter, options: options, rng: &rng)
+            }
         }
         return try predictWithViews(test: test, context: context, dataConfig: data, preprocessing: preprocessing,
                                     views: testTimeAugmentation ? 8 : 1) { try model.logits($0) }
+    }
+}
+
+extension FineTuneMethod {
+    /// Sets the classifier to a class-balanced logistic regression on the pooled features (as the network
+    /// computes them, not normalised) of the un-augmented training images.
+    func initializeHeadByLinearProbe(_ model: EfficientNetLite, data: DataConfig, preprocessing: TransformPipeline,
+                                     train: [Int], context: MethodContext) throws {
+        let decoder = ImageDecoder(), items = context.dataset.items
+        var parts: [Tensor] = []
+        for chunk in stride(from: 0, to: train.count, by: 32) {
+            let idx = Array(train[chunk..<min(chunk + 32, train.count)])
+            let images = try idx.map { preprocessing(FloatImage(try context.dataset.image(of: items[$0], decoder: decoder))) }
+            parts.append(try model.features(data.batch(images), level: .head))
+        }
+        let fitted = LogisticRegression(c: 1).fit(Tensor.concatenate(rows: parts), labels: train.map { context.labels[$0] },
+                                                  classes: context.classes)
+        model.fc.weight.value = Tensor(shape: [context.classes, fitted.features], data: fitted.weights)
+        model.fc.bias.value = Tensor(shape: [context.classes], data: fitted.intercepts)
+    }
+
+    /// Partial fine-tuning on cached trunk activations: `cachedViews` augmented views of every training image
+    /// go through the frozen trunk (inference kernels) once; each step then draws a class-balanced batch of
+    /// cached activations and trains only the layers above `level`.
+    func trainOnCachedActivations(_ model: EfficientNetLite, level: FeatureLevel, data: DataConfig,
+                                  preprocessing: TransformPipeline, recipe: TrainingRecipe, optimizer: Optimizer,
+                                  options: ForwardOptions, train: [Int], context: MethodContext,
+                                  rng: inout SeededGenerator) throws {
+        var order: [Int] = []
+        for _ in 0..<cachedViews { order += train }
+        let loader = BatchLoader(dataset: context.dataset, items: context.dataset.items, order: order, batchSize: 32,
+                                 dataConfig: data, preprocessing: preprocessing,
+                                 augmentation: try TransformPipeline.augmentation(recipe.augmentation), seed: context.seed,
+                                 imageCache: DecodedImageCache())
+        var parts: [Tensor] = [], labels: [Int] = []
+        while let batch = loader.nextBatch() {
+            parts.append(try model.activations(batch.input, upTo: level))
+            labels += batch.labels
+            context.progress?("caching trunk activations", labels.count, order.count)
+        }
+        let cache = Tensor.concatenate(rows: parts)
+        let steps = recipe.steps(trainCount: train.count)
+        let schedule = WarmupCosineSchedule(peak: recipe.learningRate, totalSteps: steps, warmupFraction: 0.1)
+        let byClass = Dictionary(grouping: labels.indices, by: { labels[$0] })
+        let classes = byClass.keys.sorted()
+        for step in 0..<steps {
+            optimizer.learningRate = schedule(step)
+            optimizer.zeroGradients()
+            // Class-balanced: batch slot s takes a random cached view of class s mod C.
+            var rows: [Int] = []
+            for s in 0..<recipe.batchSize {
+                let pool = byClass[classes[(s + step) % classes.count]]!
+                rows.append(pool[Int.random(in: 0..<pool.count, using: &rng)])
+            }
+            // Activations above the cache point are small: the whole batch at once.
+            for start in stride(from: 0, to: rows.count, by: rows.count) {
+                let part = Array(rows[start..<min(start + rows.count, rows.count)])
+                let tape = Tape(training: true)
+                let logits = try model.logits(tape.constant(cache.rows(part)), on: tape, startingAfter: level,
+                                              options: options, rng: &rng)
+                let loss = tape.softmaxCrossEntropy(logits, labels: part.map { labels[$0] }, labelSmoothing: recipe.labelSmoothing)
+                tape.backward(from: loss, seed: Tensor(shape: [], data: [Float(part.count) / Float(rows.count)]))
+            }
+            optimizer.step()
+            context.progress?("training", step + 1, steps)
+        }
     }
 }
 
@@ -117,7 +199,8 @@ public struct TrainingRecipe: Sendable {
         order.shuffle(using: &rng)
         let loader = BatchLoader(dataset: context.dataset, items: context.dataset.items, order: order, batchSize: batchSize,
                                  dataConfig: dataConfig, preprocessing: preprocessing,
-                                 augmentation: try TransformPipeline.augmentation(augmentation), seed: context.seed)
+                                 augmentation: try TransformPipeline.augmentation(augmentation), seed: context.seed,
+                                 imageCache: DecodedImageCache())
         var step = 0
         while let batch = loader.nextBatch() {
             optimizer.learningRate = schedule(step)
@@ -173,7 +256,9 @@ public struct ScratchMethod: FewShotMethod {
         recipe.augmentation = augmentation
     }
 
-    public var name: String { "scratch[\(config.name),\(recipe.augmentation),min\(recipe.minimumSteps)]" }
+    public var name: String {
+        "scratch[\(config.name),\(recipe.augmentation),min\(recipe.minimumSteps)" + (recipe.batchSize != 32 ? ",bs\(recipe.batchSize)" : "") + "]"
+    }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
         var rng = SeededGenerator(seed: context.seed, stream: "scratch")

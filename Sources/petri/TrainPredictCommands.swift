@@ -41,7 +41,12 @@ struct TrainCommand: ParsableCommand {
         let ds = try dataset.load(quiet: quiet)
         let auto: AutoMethod
         switch method {
-        case "auto": auto = MethodFactory.auto(backbone: backbone)
+        case "auto":
+            // The saveable part of `auto`: the image scale, then the multi-backbone probe at that scale.
+            // (MLP heads and from-scratch nets cannot be written to a model file yet.)
+            auto = AutoMethod(crops: [1, 0.7, 0.5, 0.4],
+                              scaleProbe: { c in LinearProbeMethod(features: FeatureSpec(backbones: [backbone], crops: [c])) },
+                              candidates: { c in MethodFactory.autoCandidates(crop: c, scratch: false).filter { $0 is LinearProbeMethod } })
         default:
             guard let m = try MethodFactory.make(method, backbone: backbone) as? LinearProbeMethod else {
                 throw ValidationError("--method \(method) cannot be saved yet; use auto or an lp variant")
