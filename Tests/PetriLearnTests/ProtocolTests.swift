@@ -1,0 +1,75 @@
+import Foundation
+import PetriData
+import PetriEngine
+import PetriEval
+import Testing
+@testable import PetriLearn
+
+/// A stand-in method for checking protocol mechanics without images: with probability `skill` it gives the
+/// true class all the mass, otherwise class (label + 1) mod K — deterministically per item.
+struct StubMethod: FewShotMethod {
+    var name: String
+    var skill: Double
+
+    func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        let k = context.classes
+        var out = Tensor(zeros: [test.count, k])
+        for (r, i) in test.enumerated() {
+            let right = Double((i * 7919) % 100) / 100 < skill
+            let label = context.labels[i]
+            out[flat: r * k + (right ? label : (label + 1) % k)] = 1
+        }
+        return out
+    }
+}
+
+@Suite struct ProtocolTests {
+    /// 3 classes × 20 items; no files are read (stub methods need none).
+    static func syntheticDataset() -> Dataset {
+        let items = (0..<60).map { DatasetItem(path: "/nonexistent/\($0).png", relativePath: "\($0).png", label: $0 % 3) }
+        return Dataset(root: URL(fileURLWithPath: "/nonexistent"), classNames: ["a", "b", "c"], items: items)
+    }
+
+    @Test func autoPicksTheScaleWhoseProbeScoresBestThenItsCandidates() throws {
+        let ds = Self.syntheticDataset()
+        let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 0)
+        var auto = AutoMethod(crops: [1, 0.5], scaleProbe: { c in StubMethod(name: "probe\(c)", skill: c < 1 ? 1 : 0.4) },
+                              candidates: { c in [StubMethod(name: "weak\(c)", skill: 0.3), StubMethod(name: "strong\(c)", skill: 0.9)] })
+        let train = Array(0..<45)
+        let (winner, scores) = try auto.choose(train: train, context: context)
+        #expect(winner.name == "strong0.5")
+        #expect(scores["scale: probe0.5"]! > scores["scale: probe1.0"]!)
+        // A smaller crop must win by the margin: with equal probes the whole image stays.
+        auto.scaleProbe = { c in StubMethod(name: "probe\(c)", skill: 0.8) }
+        #expect(try auto.choose(train: train, context: context).0.name == "strong1.0")
+    }
+
+    @Test func repeatedCrossValidationCoversThePoolAndKeepsTheHoldoutApart() throws {
+        let ds = Self.syntheticDataset()
+        let bank = FeatureBank(dataset: ds)
+        var records: [CurveRecord] = []
+        let cv = RepeatedCrossValidation(folds: 4, repeats: 2, holdoutFraction: 0.1, seed: 3)
+        try cv.run(dataset: ds, bank: bank, methods: [StubMethod(name: "oracle", skill: 1), StubMethod(name: "half", skill: 0.5)]) {
+            records.append($0)
+        }
+        #expect(records.count == 2 * (4 * 2 + 2))
+        let holdout = try #require(records.first { $0.evaluation == "holdout" })
+        #expect(holdout.testCount == 6)  // round(0.1 × 20) per class
+        let held = Set(holdout.test)
+        for rep in 0..<2 {
+            let folds = records.filter { $0.method == "oracle" && $0.evaluation == "cv" && Int($0.seed) / 4 == rep }
+            #expect(folds.count == 4)
+            let covered = folds.flatMap(\.test)
+            #expect(covered.count == 54 && Set(covered).count == 54)  // every pool item exactly once per repeat
+            #expect(held.isDisjoint(with: covered))
+            #expect(folds.allSatisfy { $0.trainCount + $0.testCount == 54 && $0.balancedAccuracy == 1 })
+        }
+        let names = RepeatedCrossValidation.ensembleNames("oracle")
+        #expect(records.first { $0.method == names.mean }?.balancedAccuracy == 1)
+        #expect(records.first { $0.method == names.vote }?.balancedAccuracy == 1)
+        // Fold ensembles of the half-right stub are right exactly where each member is (same items).
+        let half = records.first { $0.method == RepeatedCrossValidation.ensembleNames("half").vote }!
+        let expected = holdout.test.filter { Double(($0 * 7919) % 100) / 100 < 0.5 }.count
+        #expect(half.confusion.indices.map { half.confusion[$0][$0] }.reduce(0, +) == expected)
+    }
+}
