@@ -161,7 +161,7 @@ enum MethodFactory {
             case "e": m.recipe.epochs = Int(kv[1]) ?? m.recipe.epochs
             case "aug": m.recipe.augmentation = kv[1]
             case "lr": m.recipe.learningRate = Float(kv[1]) ?? m.recipe.learningRate
-            case "bs": m.recipe.batchSize = Int(kv[1]) ?? 32; m.recipe.microBatch = m.recipe.batchSize
+            case "bs": m.recipe.batchSize = Int(kv[1]) ?? 16; m.recipe.microBatch = m.recipe.batchSize
             default: throw ValidationError("unknown scratch setting '\(kv[0])' (net, min, e, aug, lr, bs)")
             }
         }
