@@ -14,9 +14,10 @@ struct StudyCommand: ParsableCommand {
         discussion: """
             Runs the few-shot protocol (see `petri curve`) for several methods — by default Petri's `auto`, \
             ImageNet frozen features with a linear probe (plain and with dihedral test-time averaging), nearest \
-            class prototypes, and a random-feature control — and writes a self-contained HTML report (learning \
+            class prototypes, a small CNN trained from scratch, and a random-feature control — and writes a self-contained HTML report (learning \
             curves, per-class recall, confusion matrix, most-misclassified images, a 2-D map of the images) and \
-            a JSON run record (config, seeds, data hash, versions, every per-seed result).
+            a JSON run record (config, seeds, data hash, versions, every per-seed result). The run is also \
+            recorded in the run store (see `petri runs`); --resume continues an interrupted one.
 
             Example:
               petri study Samples/bccd-wbc-mini --out report.html
@@ -32,7 +33,7 @@ struct StudyCommand: ParsableCommand {
     var seeds = "0,1,2,3,4"
 
     @Option(help: "Methods, comma-separated (see `petri curve --help`).")
-    var methods = "auto,lp,lp-tta,proto,lp-random"
+    var methods = "auto,lp,lp-tta,proto,scratch-mini,lp-random"
 
     @Option(help: "Backbone for single-backbone methods.")
     var backbone = "efficientnet-lite0"
