@@ -266,12 +266,8 @@ struct CurveCommand: ParsableCommand {
         let ds = try dataset.load(quiet: quiet)
         let methods = try method.split(separator: ",").map { try MethodFactory.make(String($0), backbone: backbone) }
         let bank = FeatureBank(dataset: ds)
-        let line = ProgressLine("features", quiet: quiet)
-        var lastStage = ""
-        bank.progress = { stage, done, total in
-            if stage != lastStage { lastStage = stage }
-            line.update(done, total)
-        }
+        let stages = StageProgress(quiet: quiet)
+        bank.progress = { stage, done, total in stages.update(stage, done, total) }
         let recorder = try RunRecorder(options: store, kind: "curve", dataset: ds, dataHash: datasetHash(ds),
                                        config: runConfig(methods), quiet: quiet)
         // Resume: skip (method, size, seed) already in the JSON file.

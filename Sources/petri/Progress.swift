@@ -35,3 +35,21 @@ final class ProgressLine {
 func printError(_ text: String) {
     FileHandle.standardError.write((text + "\n").data(using: .utf8)!)
 }
+
+/// Progress of a multi-stage job (feature passes, training steps, ...): a fresh `ProgressLine`, with its own
+/// rate and ETA, whenever the stage named by the reporter changes.
+final class StageProgress {
+    let quiet: Bool
+    private var stage = ""
+    private var line: ProgressLine?
+
+    init(quiet: Bool) { self.quiet = quiet }
+
+    func update(_ stage: String, _ done: Int, _ total: Int) {
+        if stage != self.stage || line == nil || done < 2 {
+            self.stage = stage
+            line = ProgressLine(stage, quiet: quiet)
+        }
+        line?.update(done, total)
+    }
+}

@@ -67,8 +67,8 @@ struct StudyCommand: ParsableCommand {
         let ds = try dataset.load(quiet: quiet)
         let methodList = try methods.split(separator: ",").map { try MethodFactory.make(String($0), backbone: backbone) }
         let bank = FeatureBank(dataset: ds)
-        let line = ProgressLine("features", quiet: quiet)
-        bank.progress = { _, done, total in line.update(done, total) }
+        let stages = StageProgress(quiet: quiet)
+        bank.progress = { stage, done, total in stages.update(stage, done, total) }
         let hash = datasetHash(ds)
         let config: [String: Any] = [
             "dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methodList.map(\.name), "backbone": backbone,
