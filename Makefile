@@ -13,7 +13,7 @@ build: setup
 
 demo: build
 	@mkdir -p out
-	$(SWIFT) run -c release --skip-build petri study $(SAMPLE) --sizes 5,all --seeds 0,1,2 --out out/demo-report.html
+	$(SWIFT) run -c release --skip-build petri study $(SAMPLE) --sizes 5,all --seeds 0,1 --out out/demo-report.html
 
 test: setup
 	$(SWIFT) test
