@@ -45,6 +45,7 @@ public struct FineTuneMethod: FewShotMethod {
         self.augmentation = augmentation
     }
 
+    public var isExpensive: Bool { true }
     public var name: String {
         (trainAfter.map { "partial[\($0)]" } ?? (pretrained ? "finetune" : "scratch")) + "[\(backbone.replacingOccurrences(of: "efficientnet-", with: "")),\(augmentation),e\(epochs)"
             + (minimumSteps != 40 ? ",min\(minimumSteps)" : "") + (crop < 1 ? ",crop\(crop)" : "") + (batchNorm == .batch ? ",bn" : "") + (pretrained && linearProbeHead ? ",lpft" : "")
@@ -223,8 +224,8 @@ public struct TrainingRecipe: Sendable {
 
 /// Class probabilities of the test items, averaged over `views` dihedral orientations of each image.
 func predictWithViews(test: [Int], context: MethodContext, dataConfig: DataConfig, preprocessing: TransformPipeline,
-                      views: Int, logits: (Tensor) throws -> Tensor) throws -> Tensor {
-    let k = context.classes, items = context.dataset.items
+                      views: Int, classes: Int? = nil, logits: (Tensor) throws -> Tensor) throws -> Tensor {
+    let k = classes ?? context.classes, items = context.dataset.items
     var out = Tensor(zeros: [test.count, k])
     let decoder = ImageDecoder()
     for chunk in stride(from: 0, to: test.count, by: 32) {
@@ -244,7 +245,7 @@ func predictWithViews(test: [Int], context: MethodContext, dataConfig: DataConfi
 
 /// Training a small CNN from scratch (`SmallCNNConfig`): batch-statistics BN, AdamW, the shared recipe.
 /// The from-scratch baseline the study asks for: what the images alone teach, without ImageNet.
-public struct ScratchMethod: FewShotMethod {
+public struct ScratchMethod: FittableMethod {
     public var config: SmallCNNConfig
     /// 400 steps of 16 whatever n: on bccd-wbc-crops (5 seeds) as good as 300 × 32 at n=5, +0.01 at n=20 with
     /// 500 steps, −0.03 to −0.06 with 100–150 steps. About 13 s for cnn-mini on two cores.
@@ -258,19 +259,33 @@ public struct ScratchMethod: FewShotMethod {
         recipe.augmentation = augmentation
     }
 
+    public var isExpensive: Bool { true }
     public var name: String {
         "scratch[\(config.name),\(recipe.augmentation),min\(recipe.minimumSteps)" + (recipe.batchSize != 16 ? ",bs\(recipe.batchSize)" : "") + "]"
     }
 
-    public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+    public func fit(train: [Int], context: MethodContext) throws -> any FittedClassifier {
         var rng = SeededGenerator(seed: context.seed, stream: "scratch")
         let model = SmallCNN(config, classes: context.classes, rng: &rng)
         let optimizer = AdamW([ParameterGroup(model.trainableParameters, weightDecay: weightDecay)], learningRate: recipe.learningRate)
         try recipe.train(train: train, context: context, dataConfig: config.dataConfig, preprocessing: TransformPipeline(),
                          optimizer: optimizer, rng: &rng) { x, tape, rng in try model.logits(x, on: tape, rng: &rng) }
-        return try predictWithViews(test: test, context: context, dataConfig: config.dataConfig,
-                                    preprocessing: TransformPipeline(), views: testTimeAugmentation ? 8 : 1) {
-            try model.logits($0)
-        }
+        return FittedNetwork(model: model, views: testTimeAugmentation ? 8 : 1)
+    }
+}
+
+/// A small CNN trained from scratch, predicting with its dihedral test-time views.
+public struct FittedNetwork: FittedClassifier {
+    public let model: SmallCNN
+    public var views: Int
+
+    public init(model: SmallCNN, views: Int) {
+        self.model = model
+        self.views = views
+    }
+
+    public func probabilities(_ items: [Int], context: MethodContext) throws -> Tensor {
+        try predictWithViews(test: items, context: context, dataConfig: model.config.dataConfig, preprocessing: TransformPipeline(),
+                             views: views, classes: model.classifier.weight.value.shape[0]) { try model.logits($0) }
     }
 }

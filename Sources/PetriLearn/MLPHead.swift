@@ -18,6 +18,10 @@ public struct MLPHead: Sendable {
     public struct Fitted: Sendable {
         public var w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor
 
+        public init(w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor) {
+            self.w1 = w1; self.b1 = b1; self.w2 = w2; self.b2 = b2
+        }
+
         /// `[N, classes]` probabilities for raw features `[N, D]`.
         public func probabilities(_ features: Tensor) -> Tensor {
             let tape = Tape(training: false)

@@ -5,9 +5,66 @@ import PetriNN
 
 /// A trained classifier as a versioned file: the frozen-feature recipe (backbones, levels, views,
 /// preprocessing), the fitted head, and the class names — everything `predict` needs, nothing it must guess.
+///
+/// Version 2 adds the other heads `auto` can choose: an MLP on the same frozen features (`mlp`), or small
+/// CNNs trained from scratch (`networks`, several when `auto` kept its inner-fold models as an ensemble).
+/// Version-1 files (logistic head only) still read.
 public struct SavedModel: Codable, Sendable {
     public static let formatName = "petri-model"
-    public static let currentVersion = 1
+    public static let currentVersion = 2
+
+    /// A small CNN's configuration name and every named parameter (including BatchNorm running statistics).
+    public struct Network: Codable, Sendable {
+        public var net: String
+        public var classes: Int
+        public var views: Int
+        public var parameters: [String: [Float]]
+        public var shapes: [String: [Int]]
+
+        public init(_ fitted: FittedNetwork) {
+            net = fitted.model.config.name
+            classes = fitted.model.classifier.weight.value.shape[0]
+            views = fitted.views
+            var p: [String: [Float]] = [:], sh: [String: [Int]] = [:]
+            for (name, param) in fitted.model.namedParameters {
+                p[name] = param.value.scalars
+                sh[name] = param.value.shape
+            }
+            parameters = p
+            shapes = sh
+        }
+
+        public func restored(file: String) throws -> FittedNetwork {
+            guard let config = SmallCNNConfig.named(net) else {
+                throw DatasetError.malformed(file, reason: "unknown network '\(net)'")
+            }
+            var rng = SeededGenerator(seed: 0)
+            let model = SmallCNN(config, classes: classes, rng: &rng)
+            for (name, param) in model.namedParameters {
+                guard let values = parameters[name], shapes[name] == param.value.shape, values.count == param.value.count else {
+                    throw DatasetError.malformed(file, reason: "network parameter '\(name)' is missing or has the wrong shape")
+                }
+                param.value = Tensor(shape: param.value.shape, data: values)
+            }
+            return FittedNetwork(model: model, views: views)
+        }
+    }
+
+    /// The MLP head's weights (`MLPHead.Fitted`) as flat arrays.
+    public struct MLP: Codable, Sendable {
+        public var w1: [Float], b1: [Float], w2: [Float], b2: [Float]
+        public var hidden: Int, features: Int, classes: Int
+
+        public init(_ f: MLPHead.Fitted) {
+            w1 = f.w1.scalars; b1 = f.b1.scalars; w2 = f.w2.scalars; b2 = f.b2.scalars
+            hidden = f.w1.shape[0]; features = f.w1.shape[1]; classes = f.w2.shape[0]
+        }
+
+        public var fitted: MLPHead.Fitted {
+            MLPHead.Fitted(w1: Tensor(shape: [hidden, features], data: w1), b1: Tensor(shape: [hidden], data: b1),
+                           w2: Tensor(shape: [classes, hidden], data: w2), b2: Tensor(shape: [classes], data: b2))
+        }
+    }
 
     public var format = SavedModel.formatName
     public var version = SavedModel.currentVersion
@@ -18,8 +75,11 @@ public struct SavedModel: Codable, Sendable {
     /// Central-crop fractions whose features are concatenated (absent in files before crops: the whole image).
     public var crops: [Double]?
     public var preprocessing: String
-    public var head: LogisticRegression.Fitted
-    public var regularisation: Double
+    /// The logistic-regression head on frozen features (nil when the model is an MLP or networks).
+    public var head: LogisticRegression.Fitted?
+    public var regularisation: Double?
+    public var mlp: MLP?
+    public var networks: [Network]?
     /// Provenance: how and on what it was trained.
     public var method: String
     public var trainedOn: String
@@ -30,11 +90,13 @@ public struct SavedModel: Codable, Sendable {
     public var petriVersion: String
 
     public init(classNames: [String], backbones: [String], levels: [String], views: Int, crops: [Double], preprocessing: String,
-                head: LogisticRegression.Fitted, regularisation: Double, method: String, trainedOn: String,
+                head: LogisticRegression.Fitted?, regularisation: Double?, mlp: MLP? = nil, networks: [Network]? = nil,
+                method: String, trainedOn: String,
                 dataHash: String, trainingImages: Int, innerCVBalancedAccuracy: Double?, created: String,
                 petriVersion: String) {
         self.classNames = classNames; self.backbones = backbones; self.levels = levels; self.views = views; self.crops = crops
         self.preprocessing = preprocessing; self.head = head; self.regularisation = regularisation
+        self.mlp = mlp; self.networks = networks
         self.method = method; self.trainedOn = trainedOn; self.dataHash = dataHash
         self.trainingImages = trainingImages; self.innerCVBalancedAccuracy = innerCVBalancedAccuracy
         self.created = created; self.petriVersion = petriVersion
@@ -67,12 +129,29 @@ public struct SavedModel: Codable, Sendable {
         }
     }
 
-    /// Class probabilities `[items, classes]` for the items of `dataset`.
-    public func probabilities(_ dataset: Dataset, progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
+    /// What kind of classifier the file holds: `logistic`, `mlp` or `networks`.
+    public var kind: String { networks != nil ? "networks" : mlp != nil ? "mlp" : "logistic" }
+
+    /// Class probabilities `[items, classes]` for the items of `dataset`; `file` names the model in errors.
+    public func probabilities(_ dataset: Dataset, file: String = "model", progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
         let bank = FeatureBank(dataset: dataset)
-        bank.plan([featureSpec])
         bank.progress = progress
+        if let networks {
+            guard !networks.isEmpty else { throw DatasetError.malformed(file, reason: "no networks in the model file") }
+            var context = MethodContext(dataset: dataset, bank: bank, seed: 0)
+            context.progress = progress
+            var sum = Tensor(zeros: [dataset.items.count, classNames.count])
+            for (i, n) in networks.enumerated() {
+                progress?("networks", i, networks.count)
+                sum.add(try n.restored(file: file).probabilities(Array(dataset.items.indices), context: context))
+            }
+            progress?("networks", networks.count, networks.count)
+            return sum.scaled(by: 1 / Float(networks.count))
+        }
+        bank.plan([featureSpec])
         let x = try featureSpec.matrix(bank)
+        if let mlp { return mlp.fitted.probabilities(x) }
+        guard let head else { throw DatasetError.malformed(file, reason: "the model file holds no classifier") }
         return head.probabilities(l2NormalizedRows(x))
     }
 }

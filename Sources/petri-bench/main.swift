@@ -105,6 +105,25 @@ case "features":
     let start = Date()
     let r = try extractor.extract(paths)
     report(r.kept.count, Date().timeIntervalSince(start), flopsPerImage: flopsPerImage - 2 * 1280 * 1000)
+case "scratch":
+    // A small CNN trained from scratch, compute only (random batch, no loader): one optimiser step per
+    // iteration on --batch images at the net's own input size.
+    let net = SmallCNN(SmallCNNConfig.named(option("--net", "cnn-mini"))!, classes: 4, rng: &rng)
+    let side = net.config.inputSize
+    let x = Tensor.uniform([batch, side, side, 3], low: -1, high: 1, using: &rng)
+    let labels = (0..<batch).map { $0 % 4 }
+    let optimizer = AdamW([ParameterGroup(net.trainableParameters)], learningRate: 1e-3)
+    func step() throws {
+        optimizer.zeroGradients()
+        let tape = Tape(training: true)
+        let loss = tape.softmaxCrossEntropy(try net.logits(tape.constant(x), on: tape, rng: &rng), labels: labels, labelSmoothing: 0.1)
+        tape.backward(from: loss)
+        optimizer.step()
+    }
+    for _ in 0..<3 { try step() }
+    let start = Date()
+    for _ in 0..<iterations { try step() }
+    report(batch * iterations, Date().timeIntervalSince(start), flopsPerImage: 0, extra: ", \"net\": \"\(net.config.name)\"")
 case "loader":
     // The loader alone: decode + (augment) + resize to 224² + normalise, no network.
     let dir = option("--images", "../shared/datasets/pbc-8class-500")
@@ -113,9 +132,15 @@ case "loader":
     let ds = try Dataset.imageFolder(URL(fileURLWithPath: dir))
     let items = Array(ds.items.prefix(count))
     let augmentation = try TransformPipeline.augmentation(option("--policy", "none"))
+    // --side S: the network input side (64 for cnn-mini); --epochs E with the decoded-image cache, as training does.
+    let side = Int(option("--side", "\(data.inputSize)"))!
+    let epochs = Int(option("--epochs", "1"))!
+    let config = DataConfig(inputSize: side, mean: data.mean, std: data.std)
+    let order = (0..<epochs).flatMap { _ in Array(items.indices) }
     let start = Date()
-    let loader = BatchLoader(dataset: ds, items: items, order: Array(items.indices), batchSize: batch,
-                             dataConfig: data, augmentation: augmentation, seed: 0, workers: workers)
+    let loader = BatchLoader(dataset: ds, items: items, order: order, batchSize: batch,
+                             dataConfig: config, augmentation: augmentation, seed: 0, workers: workers,
+                             imageCache: epochs > 1 ? DecodedImageCache() : nil)
     var n = 0
     while let b = loader.nextBatch() { n += b.labels.count }
     report(n, Date().timeIntervalSince(start), flopsPerImage: 0,

@@ -11,12 +11,16 @@ struct TrainCommand: ParsableCommand {
         commandName: "train",
         abstract: "Train a classifier on all of a dataset and save it as a model file.",
         discussion: """
-            With --method auto (the default) the frozen-feature recipe is chosen by 3-fold cross-validation on \
-            the data, then refitted on all of it. The model file holds the recipe, the fitted head and the class \
-            names. For an honest estimate of accuracy on new images, run `petri study` or `petri curve`.
+            With --method auto (the default) the recipe is chosen exactly as `petri curve --method auto` \
+            evaluates it: the image scale, then a logistic-regression probe, an MLP head or a small CNN from \
+            scratch, by 3-fold cross-validation on the data. Probes are refitted on all of it; a network \
+            winner is saved as the ensemble of its three cross-validation models (what `curve` scores). The \
+            model file holds the recipe, the fitted weights and the class names. For an honest estimate of \
+            accuracy on new images, run `petri study` or `petri curve`.
 
             Example:
               petri train Samples/bccd-wbc-mini --out wbc.petri
+              petri train Samples/bccd-wbc-mini --method lp-multi --out wbc-lp.petri
               petri predict wbc.petri new-images/ --out predictions.csv
             """)
 
@@ -25,13 +29,13 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Output model file.")
     var out: String
 
-    @Option(help: "auto, lp, lp-tta, lp-multi or lp-levels-multi.")
+    @Option(help: "auto, auto-fast, an lp or mlp variant, or a scratch net (scratch, scratch-mini, scratch-small).")
     var method = "auto"
 
     @Option(help: "Backbone for single-backbone recipes.")
     var backbone = "efficientnet-lite0"
 
-    @Option(help: "Seed for the inner cross-validation.")
+    @Option(help: "Seed for the inner cross-validation and for training.")
     var seed: UInt64 = 0
 
     @Flag(help: "No progress output.")
@@ -39,42 +43,48 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let ds = try dataset.load(quiet: quiet)
-        let auto: AutoMethod
-        switch method {
-        case "auto":
-            // The saveable part of `auto`: the image scale, then the multi-backbone probe at that scale.
-            // (MLP heads and from-scratch nets cannot be written to a model file yet.)
-            auto = AutoMethod(crops: [1, 0.7, 0.5, 0.4],
-                              scaleProbe: { c in LinearProbeMethod(features: FeatureSpec(backbones: [backbone], crops: [c])) },
-                              candidates: { c in MethodFactory.autoCandidates(crop: c, scratch: false).filter { $0 is LinearProbeMethod } })
-        default:
-            guard let m = try MethodFactory.make(method, backbone: backbone) as? LinearProbeMethod else {
-                throw ValidationError("--method \(method) cannot be saved yet; use auto or an lp variant")
-            }
-            auto = AutoMethod(candidates: [m])
-        }
+        let method = try MethodFactory.make(self.method, backbone: backbone)
         let bank = FeatureBank(dataset: ds)
-        bank.plan(auto.candidates.compactMap { ($0 as? LinearProbeMethod)?.features })
-        let line = ProgressLine("features", quiet: quiet)
-        bank.progress = { _, d, t in line.update(d, t) }
+        bank.plan(featureSpecs(method))
+        let stages = StageProgress(quiet: quiet)
+        bank.progress = { stage, d, t in stages.update(stage, d, t) }
         var context = MethodContext(dataset: ds, bank: bank, seed: seed)
         context.progress = bank.progress
         let all = Array(ds.items.indices)
-        let (winner, scores) = try auto.choose(train: all, context: context)
-        guard let chosen = winner as? LinearProbeMethod else { throw PetriCLIError("auto chose \(winner.name), which cannot be saved yet") }
-        let x = try chosen.features.matrix(bank)
-        let fitted = chosen.probe.fit(x, labels: context.labels, classes: context.classes, seed: seed)
+        var chosen = method, scores: [String: Double] = [:], foldModels: [any FittedClassifier] = []
+        if let auto = method as? AutoMethod {
+            let outcome = try auto.select(train: all, keepModels: true, context: context)
+            chosen = outcome.chosen
+            scores = outcome.scores
+            foldModels = outcome.foldModels
+        }
+        var spec = FeatureSpec(backbones: [], levels: [], views: 1, crops: [1])
+        var head: LogisticRegression.Fitted?, c: Double?, mlp: SavedModel.MLP?, networks: [SavedModel.Network]?
+        switch chosen {
+        case let lp as LinearProbeMethod:
+            spec = lp.features
+            let fitted = lp.probe.fit(try spec.matrix(bank), labels: context.labels, classes: context.classes, seed: seed)
+            head = fitted.regression
+            c = fitted.c
+        case let m as MLPMethod:
+            spec = m.features
+            mlp = SavedModel.MLP(m.head.fit(try spec.matrix(bank), labels: context.labels, classes: context.classes, seed: seed))
+        case let s as ScratchMethod:
+            let models = foldModels.isEmpty ? [try s.fit(train: all, context: context)] : foldModels
+            networks = models.compactMap { ($0 as? FittedNetwork).map(SavedModel.Network.init) }
+        default:
+            throw ValidationError("--method \(self.method) (\(chosen.name)) cannot be saved; use auto, an lp or mlp variant, or scratch")
+        }
         let formatter = ISO8601DateFormatter()
         let model = SavedModel(
-            classNames: ds.classNames, backbones: chosen.features.backbones,
-            levels: chosen.features.levels.map(\.description), views: chosen.features.views, crops: chosen.features.crops,
-            preprocessing: "none",
-            head: fitted.regression, regularisation: fitted.c, method: chosen.name, trainedOn: ds.root.path,
-            dataHash: datasetHash(ds), trainingImages: ds.items.count, innerCVBalancedAccuracy: scores[chosen.name],
-            created: formatter.string(from: Date()), petriVersion: PetriVersion.string)
+            classNames: ds.classNames, backbones: spec.backbones, levels: spec.levels.map(\.description), views: spec.views,
+            crops: spec.crops, preprocessing: "none", head: head, regularisation: c, mlp: mlp, networks: networks,
+            method: chosen.name, trainedOn: ds.root.path, dataHash: datasetHash(ds), trainingImages: ds.items.count,
+            innerCVBalancedAccuracy: scores[chosen.name], created: formatter.string(from: Date()), petriVersion: PetriVersion.string)
         try model.write(to: URL(fileURLWithPath: out))
         print("model: \(out)")
-        print("recipe: \(chosen.name), C = \(fitted.c), \(ds.items.count) images, \(ds.classNames.count) classes")
+        let detail = c.map { ", C = \($0)" } ?? (networks.map { $0.count > 1 ? ", ensemble of \($0.count) cross-validation models" : "" } ?? "")
+        print("recipe: \(chosen.name)\(detail), \(ds.items.count) images, \(ds.classNames.count) classes")
         if let s = scores[chosen.name] {
             print(String(format: "3-fold cross-validated balanced accuracy of this recipe: %.3f", s))
         }
@@ -125,8 +135,8 @@ struct PredictCommand: ParsableCommand {
         let (ds, failures) = FeatureBank.readableItems(Dataset(root: URL(fileURLWithPath: "/"), classNames: ["?"], items: items))
         for (p, r) in failures { printError("skipped \(p): \(r)") }
         guard !ds.items.isEmpty else { throw PetriCLIError("no readable images among the inputs") }
-        let line = ProgressLine("features", quiet: quiet)
-        let p = try saved.probabilities(ds) { _, d, t in line.update(d, t) }
+        let stages = StageProgress(quiet: quiet)
+        let p = try saved.probabilities(ds, file: model) { stage, d, t in stages.update(stage, d, t) }
         let k = saved.classNames.count
         func csvField(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
         var csv = "path,label,confidence," + saved.classNames.map { csvField("p_" + $0) }.joined(separator: ",") + "\n"

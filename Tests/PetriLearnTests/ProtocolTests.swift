@@ -23,6 +23,21 @@ struct StubMethod: FewShotMethod {
     }
 }
 
+/// An "expensive" stub (like a network trained from scratch) that logs the training-set sizes it was fitted on.
+final class FitLog: @unchecked Sendable { var trainSizes: [Int] = [] }
+
+struct ExpensiveStub: FewShotMethod {
+    var name: String
+    var skill: Double
+    let log: FitLog
+    var isExpensive: Bool { true }
+
+    func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        log.trainSizes.append(train.count)
+        return try StubMethod(name: name, skill: skill).predict(train: train, test: test, context: context)
+    }
+}
+
 @Suite struct ProtocolTests {
     /// 3 classes × 20 items; no files are read (stub methods need none).
     static func syntheticDataset() -> Dataset {
@@ -42,6 +57,24 @@ struct StubMethod: FewShotMethod {
         // A smaller crop must win by the margin: with equal probes the whole image stays.
         auto.scaleProbe = { c in StubMethod(name: "probe\(c)", skill: 0.8) }
         #expect(try auto.choose(train: train, context: context).0.name == "strong1.0")
+    }
+
+    @Test func autoAveragesTheInnerFoldModelsOfAnExpensiveWinnerInsteadOfRefitting() throws {
+        let ds = Self.syntheticDataset()
+        let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 1)
+        let log = FitLog()
+        let auto = AutoMethod(candidates: [StubMethod(name: "cheap", skill: 0.3), ExpensiveStub(name: "net", skill: 1, log: log)])
+        let train = Array(0..<45), test = Array(45..<60)
+        let (outcome, p) = try auto.run(train: train, test: test, context: context)
+        #expect(outcome.chosen.name == "net")
+        #expect(outcome.scores["seconds: net"] != nil)
+        #expect(log.trainSizes == [30, 30, 30])  // three inner folds, no refit on all 45
+        #expect(outcome.foldEnsemble != nil)
+        // Each fold model is right on every test item here, so their mean is one-hot on the true class.
+        for (r, i) in test.enumerated() { #expect(abs(p[flat: r * 3 + ds.items[i].label] - 1) < 1e-6) }
+        // A cheap winner is refitted on the whole training set as before.
+        let cheapWins = AutoMethod(candidates: [StubMethod(name: "cheap", skill: 0.9), ExpensiveStub(name: "net", skill: 0.2, log: log)])
+        #expect(try cheapWins.run(train: train, test: test, context: context).0.foldEnsemble == nil)
     }
 
     @Test func repeatedCrossValidationCoversThePoolAndKeepsTheHoldoutApart() throws {

@@ -58,8 +58,48 @@ import Testing
         #expect(p.maxAbsDifference(expected) < 1e-5)
         // A newer format version is refused with a clear message.
         var text = try String(contentsOf: url, encoding: .utf8)
-        text = text.replacingOccurrences(of: "\"version\":1", with: "\"version\":99")
+        text = text.replacingOccurrences(of: "\"version\":\(SavedModel.currentVersion)", with: "\"version\":99")
         try text.write(to: url, atomically: true, encoding: .utf8)
         #expect { try SavedModel.read(url) } throws: { "\($0)".contains("newer") }
+    }
+
+    /// Model file version 2: an MLP head and from-scratch networks (an ensemble) read back to the same
+    /// predictions, and `predict` needs nothing but the file.
+    @Test func savedMLPAndNetworkModelsRoundTrip() throws {
+        let ds = try Self.sample()
+        let bank = FeatureBank(dataset: ds)
+        bank.useDiskCache = false
+        let context = MethodContext(dataset: ds, bank: bank, seed: 0)
+        let all = Array(ds.items.indices)
+        var scratch = ScratchMethod(.cnnMini)
+        scratch.recipe.minimumSteps = 12
+        scratch.recipe.epochs = 1
+        scratch.testTimeAugmentation = false
+        let nets = try [0, 1].map { s -> FittedNetwork in
+            var c = context
+            c.seed = UInt64(s)
+            return try #require(try scratch.fit(train: all, context: c) as? FittedNetwork)
+        }
+        let mlpFitted = MLPHead().fit(try FeatureSpec().matrix(bank), labels: context.labels, classes: 4, seed: 0)
+        func roundTrip(_ model: SavedModel) throws -> SavedModel {
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("petri-model-\(UUID()).petri")
+            defer { try? FileManager.default.removeItem(at: url) }
+            try model.write(to: url)
+            return try SavedModel.read(url)
+        }
+        func saved(mlp: SavedModel.MLP?, networks: [SavedModel.Network]?) -> SavedModel {
+            SavedModel(classNames: ds.classNames, backbones: mlp == nil ? [] : ["efficientnet-lite0"], levels: mlp == nil ? [] : ["head"],
+                       views: 1, crops: [1], preprocessing: "none", head: nil, regularisation: nil, mlp: mlp, networks: networks,
+                       method: "test", trainedOn: ds.root.path, dataHash: "x", trainingImages: ds.items.count,
+                       innerCVBalancedAccuracy: nil, created: "now", petriVersion: "test")
+        }
+        let netModel = try roundTrip(saved(mlp: nil, networks: nets.map(SavedModel.Network.init)))
+        #expect(netModel.kind == "networks")
+        var expected = Tensor(zeros: [all.count, 4])
+        for n in nets { expected.add(try n.probabilities(all, context: context)) }
+        #expect(try netModel.probabilities(ds).maxAbsDifference(expected.scaled(by: 0.5)) < 1e-5)
+        let mlpModel = try roundTrip(saved(mlp: SavedModel.MLP(mlpFitted), networks: nil))
+        #expect(mlpModel.kind == "mlp")
+        #expect(try mlpModel.probabilities(ds).maxAbsDifference(mlpFitted.probabilities(try FeatureSpec().matrix(bank))) < 1e-5)
     }
 }
