@@ -83,6 +83,15 @@ public struct FeatureSpec: Sendable, Hashable, CustomStringConvertible {
         } } }
         return concatenateFeatures(blocks)
     }
+
+    /// `[items, D]` for one dihedral view only (`views` ignored).
+    public func matrix(_ bank: FeatureBank, view: Int) throws -> Tensor {
+        var blocks: [Tensor] = []
+        for c in crops { for b in backbones { for l in levels {
+            blocks.append(try bank.features(backbone: b, level: l, view: view, crop: c))
+        } } }
+        return concatenateFeatures(blocks)
+    }
 }
 
 /// Linear probe: L2-normalised frozen features + multinomial logistic regression, C by inner CV.
@@ -106,14 +115,33 @@ public struct MLPMethod: FewShotMethod {
     public var features: FeatureSpec
     public var head = MLPHead()
 
+    /// Train on every dihedral view of each image as its own row (feature-level augmentation) and average
+    /// the test probabilities over views, instead of training and testing on view-averaged features.
+    public var viewRows = false
+
     public init(features: FeatureSpec = FeatureSpec()) { self.features = features }
-    public var name: String { "mlp[\(features)]" }
+    public var name: String {
+        "mlp[\(features)" + (viewRows ? ",rows" : "") + (head.hidden != 256 ? ",h\(head.hidden)" : "")
+            + (head.steps != 300 ? ",s\(head.steps)" : "") + "]"
+    }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
-        let x = try features.matrix(context.bank)
-        let model = head.fit(x.rows(train), labels: train.map { context.labels[$0] }, classes: context.classes,
-                             seed: context.seed)
-        return model.probabilities(x.rows(test))
+        let labels = train.map { context.labels[$0] }
+        guard viewRows, features.views > 1 else {
+            let x = try features.matrix(context.bank)
+            return head.fit(x.rows(train), labels: labels, classes: context.classes, seed: context.seed).probabilities(x.rows(test))
+        }
+        let perView = try (0..<features.views).map { v in
+            var single = features
+            single.views = 1
+            return try single.matrix(context.bank, view: v)
+        }
+        let model = head.fit(Tensor.concatenate(rows: perView.map { $0.rows(train) }),
+                             labels: Array((0..<perView.count).map { _ in labels }.joined()),
+                             classes: context.classes, seed: context.seed)
+        var sum = Tensor(zeros: [test.count, context.classes])
+        for x in perView { sum.add(model.probabilities(x.rows(test))) }
+        return sum.scaled(by: 1 / Float(perView.count))
     }
 }
 

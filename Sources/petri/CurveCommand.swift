@@ -86,6 +86,7 @@ enum MethodFactory {
         if kind == "finetune" || kind == "partial" { return try customFineTune(kind, settings) }
         if kind == "scratch" { return try customScratch(settings) }
         var spec = FeatureSpec()
+        var viewRows = false, hidden: Int?, steps: Int?
         for part in settings.split(separator: ":") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw ValidationError("method setting '\(part)' is not key=value") }
@@ -96,12 +97,20 @@ enum MethodFactory {
                 spec.levels = try values.map { guard let l = FeatureLevel($0) else { throw ValidationError("unknown level '\($0)'") }; return l }
             case "v": spec.views = Int(kv[1]) ?? 1
             case "c": spec.crops = values.compactMap(Double.init)
-            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c)")
+            case "rows": viewRows = kv[1] == "1"
+            case "h": hidden = Int(kv[1])
+            case "steps": steps = Int(kv[1])
+            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c; mlp: rows, h, steps)")
             }
         }
         switch kind {
         case "lp": return LinearProbeMethod(features: spec)
-        case "mlp": return MLPMethod(features: spec)
+        case "mlp":
+            var m = MLPMethod(features: spec)
+            m.viewRows = viewRows
+            if let hidden { m.head.hidden = hidden }
+            if let steps { m.head.steps = steps }
+            return m
         case "lpmlp": return EnsembleMethod([LinearProbeMethod(features: spec), MLPMethod(features: spec)], label: "lp+mlp[\(spec)]")
         case "proto": return NearestNeighbourMethod(.prototype, features: spec)
         case "knn": return NearestNeighbourMethod(.knn(5), features: spec)
