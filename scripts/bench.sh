@@ -5,6 +5,7 @@
 #   train     forward + backward + AdamW step (Petri and PyTorch), with batch norm using batch statistics
 #             (PyTorch's train mode) and frozen (running statistics; Petri then folds BN into the convolutions
 #             and runs the step in micro-batches of 4 with accumulated gradients: identical gradients)
+#   scratch   cnn-mini (the from-scratch candidate of `auto`) training steps, batch 16, 64² (Petri, PyTorch)
 #   features  end to end: decode + resize + forward of 512 PBC JPEGs (petri features --no-cache path)
 # Needs ../shared/datasets/pbc-8class-500 for the end-to-end figures (skipped without it).
 # Installs its reference tooling: Debian python3-torch/python3-pil, PyPI onnxruntime/pillow.
@@ -44,6 +45,9 @@ run $BENCH train --bn batch --iterations "$TRAIN_ITER"
 run $TORCH_PY scripts/bench/torch_bench.py train "$WEIGHTS" --iterations "$TRAIN_ITER"
 run $BENCH train --bn frozen --iterations "$TRAIN_ITER"
 run $TORCH_PY scripts/bench/torch_bench.py train-frozen "$WEIGHTS" --iterations "$TRAIN_ITER"
+# Training from scratch (cnn-mini, 64 px, batch 16): what `auto`'s from-scratch candidate costs per step.
+run $BENCH scratch --batch 16 --iterations $((ITER * 10))
+run $TORCH_PY scripts/bench/torch_cnn_mini.py 16 $((ITER * 10))
 if [ -d "$IMAGES" ]; then
   run $BENCH features --images "$IMAGES" --count 512
   run $TORCH_PY scripts/bench/torch_bench.py features "$WEIGHTS" --images "$IMAGES" --count 512
@@ -58,7 +62,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 get = {(r["framework"], r["mode"]): r for r in rows}
 print()
 print(f"{'mode':<17}{'framework':<13}{'images/s':>10}{'GFLOP/s':>9}{'peak MB':>9}{'Petri ×':>9}")
-for mode in ["forward", "train-bn-batch", "train-bn-frozen", "features"]:
+for mode in ["forward", "train-bn-batch", "train-bn-frozen", "scratch", "features"]:
     p = get.get(("petri", mode))
     for fw in ["petri", "pytorch", "onnxruntime"]:
         r = get.get((fw, mode))

@@ -23,7 +23,10 @@ final class ProgressLine {
         let elapsed = now.timeIntervalSince(start)
         let rate = elapsed > 0 ? Double(done) / elapsed : 0
         let eta = rate > 0 && !finished ? String(format: ", ETA %.0fs", Double(total - done) / rate) : ""
-        let line = String(format: "%@: %d/%d (%.1f/s%@, %.1fs)", stage, done, total, rate, eta, elapsed)
+        // A stage that finishes at once (features from the cache) has no meaningful rate.
+        let line = finished && elapsed < 0.5
+            ? String(format: "%@: %d/%d (%.1fs)", stage, done, total, elapsed)
+            : String(format: "%@: %d/%d (%.1f/s%@, %.1fs)", stage, done, total, rate, eta, elapsed)
         if isTerminal {
             FileHandle.standardError.write(("\r\u{1B}[K" + line + (finished ? "\n" : "")).data(using: .utf8)!)
         } else {

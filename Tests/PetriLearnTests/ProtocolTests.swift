@@ -57,6 +57,12 @@ struct ExpensiveStub: FewShotMethod {
         // A smaller crop must win by the margin: with equal probes the whole image stays.
         auto.scaleProbe = { c in StubMethod(name: "probe\(c)", skill: 0.8) }
         #expect(try auto.choose(train: train, context: context).0.name == "strong1.0")
+        // Among smaller crops the best wins outright, even by less than the margin over the next one.
+        auto.crops = [1, 0.7, 0.5]
+        auto.scaleProbe = { c in StubMethod(name: "probe\(c)", skill: c == 1 ? 0.4 : c == 0.7 ? 0.8 : 0.85) }
+        let (w, s) = try auto.choose(train: train, context: context)
+        #expect(s["scale: probe0.5"]! > s["scale: probe0.7"]!)
+        #expect(w.name == "strong0.5")
     }
 
     @Test func autoAveragesTheInnerFoldModelsOfAnExpensiveWinnerInsteadOfRefitting() throws {
