@@ -226,6 +226,11 @@ public struct AutoMethod: FewShotMethod {
     public var scaleProbe: ((Double) -> any FewShotMethod)?
     /// A smaller crop must beat the whole image by this much (inner-CV balanced accuracy) to be chosen.
     public var cropMargin = 0.02
+    /// Another candidate replaces the first (the default: the frozen-feature head, steadier on a few images)
+    /// only when its mean per-fold gain exceeds this plus one standard error of the paired gains. On 15–20
+    /// images the fold scores move by 0.1–0.2 on noise alone (busi n=5 seed 0: cnn-mini 0.56 vs MLP 0.44
+    /// in the inner CV, 0.41 vs 0.51 on the test set); on bccd, where it is better, it wins every fold.
+    public var candidateMargin = 0.02
 
     public init(candidates: [any FewShotMethod]) { self.candidates = candidates }
 
@@ -265,7 +270,7 @@ public struct AutoMethod: FewShotMethod {
     /// also predicts those items and their mean probabilities are returned.
     func innerScore(_ method: any FewShotMethod, train: [Int], folds testFolds: [[Int]], extraTest: [Int] = [],
                     keepModels: Bool = false, context: MethodContext)
-        throws -> (score: Double, extra: Tensor?, models: [any FittedClassifier])
+        throws -> (score: Double, extra: Tensor?, models: [any FittedClassifier], perFold: [Double])
     {
         var s: [Double] = []
         var extra: Tensor? = extraTest.isEmpty ? nil : Tensor(zeros: [extraTest.count, context.classes])
@@ -289,7 +294,7 @@ public struct AutoMethod: FewShotMethod {
                 extra!.add(p.rows(Array(innerTest.count..<(innerTest.count + extraTest.count))).scaled(by: 1 / Float(testFolds.count)))
             }
         }
-        return (s.reduce(0, +) / Double(s.count), extra, models)
+        return (s.reduce(0, +) / Double(s.count), extra, models, s)
     }
 
     func innerFolds(train: [Int], context: MethodContext, repeat r: Int) -> [[Int]]? {
@@ -340,17 +345,25 @@ public struct AutoMethod: FewShotMethod {
         guard pool.count > 1, let testFolds = innerFolds(train: train, context: context, repeat: 0) else {
             return Outcome(chosen: pool[0], scores: scores, foldEnsemble: nil)
         }
-        var best = -1.0, bestIndex = 0, ensembles: [Int: Tensor] = [:], kept: [Int: [any FittedClassifier]] = [:]
+        var bestIndex = 0, bestGain = 0.0, ensembles: [Int: Tensor] = [:], kept: [Int: [any FittedClassifier]] = [:]
+        var baseline: [Double] = []
         for (ci, candidate) in pool.enumerated() {
             let start = Date()
             let reuse = reuseFoldModels && candidate.isExpensive
-            let (mean, extra, models) = try innerScore(candidate, train: train, folds: testFolds, extraTest: reuse ? test : [],
-                                                       keepModels: reuse && keepModels, context: context)
+            let (mean, extra, models, perFold) = try innerScore(candidate, train: train, folds: testFolds,
+                                                                extraTest: reuse ? test : [],
+                                                                keepModels: reuse && keepModels, context: context)
             scores[candidate.name] = mean
             scores["seconds: " + candidate.name] = Date().timeIntervalSince(start)
             if let extra { ensembles[ci] = extra }
             if !models.isEmpty { kept[ci] = models }
-            if mean > best + 1e-9 { best = mean; bestIndex = ci }
+            guard ci > 0 else { baseline = perFold; continue }
+            // Paired per-fold gains over the first (default) candidate: a challenger must win clearly.
+            let gains = zip(perFold, baseline).map { $0 - $1 }
+            let gain = gains.reduce(0, +) / Double(gains.count)
+            let sd = gains.count > 1
+                ? (gains.map { ($0 - gain) * ($0 - gain) }.reduce(0, +) / Double(gains.count - 1)).squareRoot() : 0
+            if gain > candidateMargin + sd / Double(gains.count).squareRoot(), gain > bestGain { bestGain = gain; bestIndex = ci }
         }
         return Outcome(chosen: pool[bestIndex], scores: scores, foldEnsemble: ensembles[bestIndex],
                        foldModels: kept[bestIndex] ?? [])
