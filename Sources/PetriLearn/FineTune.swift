@@ -187,7 +187,10 @@ public struct TrainingRecipe: Sendable {
         let byClass = Dictionary(grouping: train, by: { context.labels[$0] })
         let classes = byClass.keys.sorted()
         var order: [Int] = []
-        var pools = byClass.mapValues { $0.shuffled(using: &rng) }
+        // Shuffle class by class in sorted order: `mapValues` would follow the dictionary's per-process hash
+        // order and hand the random stream to the classes differently on every run (same seed, other result).
+        var pools: [Int: [Int]] = [:]
+        for c in classes { pools[c] = byClass[c]!.shuffled(using: &rng) }
         var cursor: [Int: Int] = [:]
         for s in 0..<(steps * batchSize) {
             let c = classes[s % classes.count]
