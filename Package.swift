@@ -54,6 +54,7 @@ let package = Package(
         .testTarget(name: "PetriDataTests", dependencies: ["PetriData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PetriLearnTests", dependencies: ["PetriLearn", "PetriEval"]),
         .testTarget(name: "PetriStoreTests", dependencies: ["PetriStore", "PetriLearn"]),
+        .testTarget(name: "PetriReportTests", dependencies: ["PetriReport"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -26,6 +26,8 @@ enum SVG {
         if hi <= lo { hi = lo + 0.1 }
         func x(_ i: Int) -> Double { left + (xLabels.count == 1 ? pw / 2 : pw * Double(i) / Double(xLabels.count - 1)) }
         func y(_ v: Double) -> Double { top + ph * (1 - (v - lo) / (hi - lo)) }
+        // Intervals drawn within the axis (0…1 at most): with 2–3 seeds a t-interval spans far past both ends.
+        func yc(_ v: Double) -> Double { y(Swift.min(hi, Swift.max(lo, v))) }
         var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 \(Int(w)) \(Int(h))' class='chart'>"
         var tick = lo
         while tick <= hi + 1e-9 {
@@ -42,12 +44,12 @@ enum SVG {
             let color = palette[k % palette.count]
             let pts = ser.points.sorted { $0.x < $1.x }
             if pts.count > 1 {
-                let band = pts.map { "\(x($0.x)),\(y($0.high))" } + pts.reversed().map { "\(x($0.x)),\(y($0.low))" }
+                let band = pts.map { "\(x($0.x)),\(yc($0.high))" } + pts.reversed().map { "\(x($0.x)),\(yc($0.low))" }
                 s += "<polygon points='\(band.joined(separator: " "))' fill='\(color)' opacity='0.12'/>"
                 s += "<polyline points='\(pts.map { "\(x($0.x)),\(y($0.mean))" }.joined(separator: " "))' fill='none' stroke='\(color)' stroke-width='2.5'/>"
             }
             for p in pts {
-                s += "<line x1='\(x(p.x))' x2='\(x(p.x))' y1='\(y(p.low))' y2='\(y(p.high))' stroke='\(color)' stroke-width='1.5'/>"
+                s += "<line x1='\(x(p.x))' x2='\(x(p.x))' y1='\(yc(p.low))' y2='\(yc(p.high))' stroke='\(color)' stroke-width='1.5'/>"
                 s += "<circle cx='\(x(p.x))' cy='\(y(p.mean))' r='4' fill='\(color)'><title>\(escape(ser.name)) n=\(xLabels[p.x]): \(String(format: "%.3f [%.3f, %.3f]", p.mean, p.low, p.high))</title></circle>"
             }
             let ly = top + 14 + Double(k) * 20
