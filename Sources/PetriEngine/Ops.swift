@@ -111,7 +111,8 @@ extension Tape {
         if let bias { inputs.append(bias) }
         return record(y, inputs: inputs) { [unowned self] dy in
             if self.needsGradient(weight) {
-                var dw = Tensor(zeros: [outF, inF])
+                // β = 0: the product overwrites dw, no need to clear 1M floats first (an MLP head's w1).
+                var dw = n > 0 ? Tensor(uninitialized: [outF, inF]) : Tensor(zeros: [outF, inF])
                 dw.withUnsafeMutableBufferPointer { p in
                     sgemm(transposeA: true, transposeB: false, m: outF, n: inF, k: n, a: dy.storage.pointer, lda: outF,
                           b: xv.storage.pointer, ldb: inF, c: p.baseAddress!, ldc: inF)
@@ -126,7 +127,7 @@ extension Tape {
                 self.accumulate(bias, db)
             }
             if self.needsGradient(x) {
-                var dx = Tensor(zeros: [n, inF])
+                var dx = Tensor(uninitialized: [n, inF])
                 dx.withUnsafeMutableBufferPointer { p in
                     sgemm(transposeA: false, transposeB: false, m: n, n: inF, k: outF, a: dy.storage.pointer, lda: outF,
                           b: wv.storage.pointer, ldb: inF, c: p.baseAddress!, ldc: inF)

@@ -38,26 +38,34 @@ public final class FeatureBank {
     /// `[items, D]` features of one view. Throws if an item cannot be read (drop unreadable items first
     /// with `readableItems`).
     public func features(backbone: String, level: FeatureLevel = .head, view: Int = 0, crop: Double = 1) throws -> Tensor {
-        let key = "\(backbone)|\(level)|\(view)|\(crop)"
-        if let t = memory[key] { return t }
+        try compute(backbone: backbone, level: level, views: [view], crop: crop)
+        return memory["\(backbone)|\(level)|\(view)|\(crop)"]!
+    }
+
+    /// Fills the memory for `views` of (backbone, crop) at `level` and the planned levels: one pass per image
+    /// for all views and levels that are missing.
+    private func compute(backbone: String, level: FeatureLevel, views: [Int], crop: Double) throws {
+        let missing = views.filter { memory["\(backbone)|\(level)|\($0)|\(crop)"] == nil }
+        guard !missing.isEmpty else { return }
         let e = try extractor(backbone, level)
-        let levels = Array(plannedLevels[backbone, default: []].subtracting([level])).sorted { "\($0)" < "\($1)" }
-        e.extraLevels = levels
-        var steps: [any ImageTransform] = crop < 1 ? [CenterCrop(fraction: crop)] : []
-        if view != 0 { steps.append(DihedralView(view)) }
-        e.preprocessing = TransformPipeline(steps)
-        let r = try e.extractLevels(dataset, items: dataset.items) { [progress] done, total in
-            progress?("features \(backbone) view \(view)" + (crop < 1 ? " crop \(crop)" : ""), done, total)
+        e.extraLevels = Array(plannedLevels[backbone, default: []].subtracting([level])).sorted { "\($0)" < "\($1)" }
+        e.preprocessing = TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
+        let label = "features \(backbone)" + (missing.count > 1 ? " \(missing.count) views" : " view \(missing[0])")
+            + (crop < 1 ? " crop \(crop)" : "")
+        let r = try e.extractViews(dataset, items: dataset.items, views: missing) { [progress] done, total in
+            progress?(label, done, total)
         }
         guard r.failures.isEmpty else {
             throw DatasetError.malformed(r.failures[0].path, reason: r.failures[0].reason)
         }
-        for (l, t) in r.features { memory["\(backbone)|\(l)|\(view)|\(crop)"] = t }
-        return r.features[level]!
+        for (vi, v) in missing.enumerated() {
+            for (l, t) in r.features[vi] { memory["\(backbone)|\(l)|\(v)|\(crop)"] = t }
+        }
     }
 
     /// Mean of the features over `views` dihedral orientations (test-time augmentation of frozen features).
     public func features(backbone: String, level: FeatureLevel = .head, views: Int, crop: Double = 1) throws -> Tensor {
+        try compute(backbone: backbone, level: level, views: Array(0..<max(1, views)), crop: crop)
         var sum = try features(backbone: backbone, level: level, view: 0, crop: crop)
         for v in 1..<max(1, views) { sum.add(try features(backbone: backbone, level: level, view: v, crop: crop)) }
         return views > 1 ? sum.scaled(by: 1 / Float(views)) : sum

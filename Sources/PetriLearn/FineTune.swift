@@ -256,24 +256,30 @@ public struct ScratchMethod: FittableMethod {
                                        labelSmoothing: 0.1, augmentation: "cells")
     public var weightDecay: Float = 0.05
     public var testTimeAugmentation = true
+    /// Central crop (fraction of the shorter side) before the net's resize, in training and prediction:
+    /// at 64² a small cell in a wide field (PBC) is a few pixels unless the field is cropped first.
+    public var crop: Double = 1
 
-    public init(_ config: SmallCNNConfig = .cbrTiny, augmentation: String = "cells") {
+    public init(_ config: SmallCNNConfig = .cbrTiny, augmentation: String = "cells", crop: Double = 1) {
+        self.crop = crop
         self.config = config
         recipe.augmentation = augmentation
     }
 
     public var isExpensive: Bool { true }
     public var name: String {
-        "scratch[\(config.name),\(recipe.augmentation),min\(recipe.minimumSteps)" + (recipe.batchSize != 16 ? ",bs\(recipe.batchSize)" : "") + "]"
+        "scratch[\(config.name),\(recipe.augmentation),min\(recipe.minimumSteps)" + (recipe.batchSize != 16 ? ",bs\(recipe.batchSize)" : "")
+            + (crop < 1 ? ",crop\(crop)" : "") + "]"
     }
 
     public func fit(train: [Int], context: MethodContext) throws -> any FittedClassifier {
         var rng = SeededGenerator(seed: context.seed, stream: "scratch")
         let model = SmallCNN(config, classes: context.classes, rng: &rng)
         let optimizer = AdamW([ParameterGroup(model.trainableParameters, weightDecay: weightDecay)], learningRate: recipe.learningRate)
-        try recipe.train(train: train, context: context, dataConfig: config.dataConfig, preprocessing: TransformPipeline(),
+        try recipe.train(train: train, context: context, dataConfig: config.dataConfig,
+                         preprocessing: FittedNetwork.preprocessing(crop: crop),
                          optimizer: optimizer, rng: &rng) { x, tape, rng in try model.logits(x, on: tape, rng: &rng) }
-        return FittedNetwork(model: model, views: testTimeAugmentation ? 8 : 1)
+        return FittedNetwork(model: model, views: testTimeAugmentation ? 8 : 1, crop: crop)
     }
 }
 
@@ -281,14 +287,22 @@ public struct ScratchMethod: FittableMethod {
 public struct FittedNetwork: FittedClassifier {
     public let model: SmallCNN
     public var views: Int
+    /// The central crop it was trained on (1: the whole image).
+    public var crop: Double
 
-    public init(model: SmallCNN, views: Int) {
+    public init(model: SmallCNN, views: Int, crop: Double = 1) {
         self.model = model
         self.views = views
+        self.crop = crop
+    }
+
+    static func preprocessing(crop: Double) -> TransformPipeline {
+        TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
     }
 
     public func probabilities(_ items: [Int], context: MethodContext) throws -> Tensor {
-        try predictWithViews(test: items, context: context, dataConfig: model.config.dataConfig, preprocessing: TransformPipeline(),
+        try predictWithViews(test: items, context: context, dataConfig: model.config.dataConfig,
+                             preprocessing: Self.preprocessing(crop: crop),
                              views: views, classes: model.classifier.weight.value.shape[0]) { try model.logits($0) }
     }
 }

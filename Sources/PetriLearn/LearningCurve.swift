@@ -124,7 +124,7 @@ public struct LearningCurve {
                     let p: Tensor
                     if let auto = method as? AutoMethod {
                         let (outcome, probabilities) = try auto.run(train: train, test: split.test, context: context)
-                        chosen = outcome.chosen.name + (outcome.foldEnsemble != nil ? " (inner-fold ensemble)" : "")
+                        chosen = outcome.chosenLabel
                         scores = outcome.scores
                         p = probabilities
                     } else {
@@ -211,7 +211,7 @@ public struct RepeatedCrossValidation {
                     let p: Tensor
                     if let auto = method as? AutoMethod {
                         let (outcome, probabilities) = try auto.run(train: train, test: test + holdout, context: context)
-                        chosen = outcome.chosen.name + (outcome.foldEnsemble != nil ? " (inner-fold ensemble)" : "")
+                        chosen = outcome.chosenLabel
                         scores = outcome.scores
                         p = probabilities
                     } else {

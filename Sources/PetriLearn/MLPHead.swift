@@ -60,13 +60,15 @@ public struct MLPHead: Sendable {
         for step in 0..<steps {
             optimizer.learningRate = schedule(step)
             optimizer.zeroGradients()
-            let tape = Tape(training: true)
-            let input = tape.constant(x)
-            var h = try! tape.activation(tape.linear(input, weight: tape.parameter(w1), bias: tape.parameter(b1)), .relu)
-            h = tape.dropout(h, rate: dropout, using: &rng)
-            let logits = tape.linear(h, weight: tape.parameter(w2), bias: tape.parameter(b2))
-            let loss = tape.softmaxCrossEntropy(logits, labels: labels, labelSmoothing: labelSmoothing, sampleWeights: weights)
-            tape.backward(from: loss)
+            do {   // the tape (and its references to the weights) ends before the in-place update
+                let tape = Tape(training: true)
+                let input = tape.constant(x)
+                var h = try! tape.activation(tape.linear(input, weight: tape.parameter(w1), bias: tape.parameter(b1)), .relu)
+                h = tape.dropout(h, rate: dropout, using: &rng)
+                let logits = tape.linear(h, weight: tape.parameter(w2), bias: tape.parameter(b2))
+                let loss = tape.softmaxCrossEntropy(logits, labels: labels, labelSmoothing: labelSmoothing, sampleWeights: weights)
+                tape.backward(from: loss)
+            }
             optimizer.step()
         }
         return Fitted(w1: w1.value, b1: b1.value, w2: w2.value, b2: b2.value)

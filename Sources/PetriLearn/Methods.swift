@@ -77,6 +77,9 @@ public struct FeatureSpec: Sendable, Hashable, CustomStringConvertible {
 
     /// `[items, D]`: the blocks concatenated (each L2-normalised when there are several).
     public func matrix(_ bank: FeatureBank) throws -> Tensor {
+        // All levels of a backbone come from one pass, if planned: a spec not planned up front (auto's
+        // candidates at the chosen crop) would otherwise run each backbone once per level.
+        bank.plan([self])
         var blocks: [Tensor] = []
         for c in crops { for b in backbones { for l in levels {
             blocks.append(try bank.features(backbone: b, level: l, views: views, crop: c))
@@ -86,6 +89,7 @@ public struct FeatureSpec: Sendable, Hashable, CustomStringConvertible {
 
     /// `[items, D]` for one dihedral view only (`views` ignored).
     public func matrix(_ bank: FeatureBank, view: Int) throws -> Tensor {
+        bank.plan([self])
         var blocks: [Tensor] = []
         for c in crops { for b in backbones { for l in levels {
             blocks.append(try bank.features(backbone: b, level: l, view: view, crop: c))
@@ -256,26 +260,61 @@ public struct AutoMethod: FewShotMethod {
     /// (an ensemble of k models on (k−1)/k of the data; saves a training run per evaluation).
     public var reuseFoldModels = true
 
+    /// Also consider the soft vote of the first candidate and the best of the others (`EnsembleMethod`),
+    /// scored on the same inner folds from the members' fold predictions (no extra fit). A frozen-feature
+    /// head and a network trained from scratch make different errors.
+    public var blend = true
+    /// Record each candidate's test-set balanced accuracy in the scores (`test: …`) — for studying the
+    /// selection rule only (costs a refit per candidate; never used to choose).
+    public var recordTestScores = false
+
     public struct Outcome {
         public var chosen: any FewShotMethod
         /// Inner-CV balanced accuracy per candidate (`scale: …` for the scale probes) and seconds each took
         /// (`seconds: …`), as recorded in results.
         public var scores: [String: Double]
-        /// Mean test probabilities of the chosen candidate's inner-fold models, when it is expensive.
-        public var foldEnsemble: Tensor?
-        /// Those inner-fold models, when `select` was asked to keep them (to save them in a model file).
-        public var foldModels: [any FittedClassifier] = []
+        /// Mean test probabilities of the inner-fold models of each expensive candidate, by name.
+        public var foldEnsembles: [String: Tensor] = [:]
+        /// The inner-fold models of expensive candidates, by name, when `select` was asked to keep them.
+        public var foldModels: [String: [any FittedClassifier]] = [:]
+
+        /// The chosen method's test probabilities from inner-fold models, when it is expensive.
+        public var foldEnsemble: Tensor? { foldEnsembles[chosen.name] }
+
+        /// The chosen method as recorded: its name, and how its expensive members predict.
+        public var chosenLabel: String {
+            let members = (chosen as? EnsembleMethod)?.members ?? [chosen]
+            return chosen.name + (members.contains { foldEnsembles[$0.name] != nil } ? " (inner-fold ensemble)" : "")
+        }
+
+        /// Test probabilities of `method` (a candidate or a blend of candidates): its inner-fold models' mean
+        /// when it is expensive, else refitted on all of `train`.
+        func predictions(_ method: any FewShotMethod, train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+            if let e = foldEnsembles[method.name] { return e }
+            guard let blend = method as? EnsembleMethod else { return try method.predict(train: train, test: test, context: context) }
+            var sum = Tensor(zeros: [test.count, context.classes])
+            for m in blend.members { sum.add(try predictions(m, train: train, test: test, context: context)) }
+            return sum.scaled(by: 1 / Float(blend.members.count))
+        }
+    }
+
+    struct InnerResult {
+        var score: Double
+        var extra: Tensor?
+        var models: [any FittedClassifier]
+        var perFold: [Double]
+        /// Each fold's probabilities for its own held-out items.
+        var foldProbabilities: [Tensor]
     }
 
     /// Scores `method` on each fold of `train` (mean balanced accuracy); with `extraTest`, each fold model
     /// also predicts those items and their mean probabilities are returned.
     func innerScore(_ method: any FewShotMethod, train: [Int], folds testFolds: [[Int]], extraTest: [Int] = [],
-                    keepModels: Bool = false, context: MethodContext)
-        throws -> (score: Double, extra: Tensor?, models: [any FittedClassifier], perFold: [Double])
-    {
+                    keepModels: Bool = false, context: MethodContext) throws -> InnerResult {
         var s: [Double] = []
         var extra: Tensor? = extraTest.isEmpty ? nil : Tensor(zeros: [extraTest.count, context.classes])
         var models: [any FittedClassifier] = []
+        var own: [Tensor] = []
         for fold in testFolds {
             let inFold = Set(fold)
             let innerTrain = train.indices.filter { !inFold.contains($0) }.map { train[$0] }
@@ -288,14 +327,17 @@ public struct AutoMethod: FewShotMethod {
             } else {
                 p = try method.predict(train: innerTrain, test: innerTest + extraTest, context: context)
             }
-            let own = extraTest.isEmpty ? p : p.rows(Array(0..<innerTest.count))
-            s.append(Metrics.balancedAccuracy(labels: innerTest.map { context.labels[$0] }, predictions: argmaxRows(own),
-                                              classes: context.classes))
+            own.append(extraTest.isEmpty ? p : p.rows(Array(0..<innerTest.count)))
+            s.append(foldScore(own.last!, fold: fold, train: train, context: context))
             if !extraTest.isEmpty {
                 extra!.add(p.rows(Array(innerTest.count..<(innerTest.count + extraTest.count))).scaled(by: 1 / Float(testFolds.count)))
             }
         }
-        return (s.reduce(0, +) / Double(s.count), extra, models, s)
+        return InnerResult(score: s.reduce(0, +) / Double(s.count), extra: extra, models: models, perFold: s, foldProbabilities: own)
+    }
+
+    func foldScore(_ p: Tensor, fold: [Int], train: [Int], context: MethodContext) -> Double {
+        Metrics.balancedAccuracy(labels: fold.map { context.labels[train[$0]] }, predictions: argmaxRows(p), classes: context.classes)
     }
 
     func innerFolds(train: [Int], context: MethodContext, repeat r: Int) -> [[Int]]? {
@@ -314,6 +356,8 @@ public struct AutoMethod: FewShotMethod {
     /// wins outright (PBC: 0.4 beats 0.5 by 0.02–0.06, a gap a margin would hide).
     func chooseCrop(train: [Int], context: MethodContext, scores: inout [String: Double]) throws -> Double {
         guard crops.count > 1, let scaleProbe else { return crops.first ?? 1 }
+        let started = Date()
+        defer { scores["seconds: scale probes"] = Date().timeIntervalSince(started) }
         let labels = train.map { context.labels[$0] }
         let smallest = (0..<context.classes).map { c in labels.filter { $0 == c }.count }.filter { $0 > 0 }.min() ?? 0
         let repeats = smallest < 10 ? max(1, scaleRepeats) : 1
@@ -336,7 +380,22 @@ public struct AutoMethod: FewShotMethod {
         return gain > cropMargin + sd / Double(gains.count).squareRoot() ? best : whole
     }
 
-    /// Picks the scale, then the candidate; with `test`, also gives the fold ensemble of an expensive winner.
+    /// Whether a challenger with these per-fold scores replaces the current choice (see `candidateMargin`).
+    func challengerWins(_ perFold: [Double], mean: Double, baseline: [Double], bestMean: Double, bestGain: inout Double,
+                        tiny: Bool) -> Bool {
+        // From 10 images per class the inner CV is trusted as it is: the best mean wins.
+        guard tiny else { return mean > bestMean + 1e-9 }
+        // Below, paired per-fold gains over the first (default) candidate: a challenger must win clearly.
+        let gains = zip(perFold, baseline).map { $0 - $1 }
+        let gain = gains.reduce(0, +) / Double(gains.count)
+        let sd = gains.count > 1
+            ? (gains.map { ($0 - gain) * ($0 - gain) }.reduce(0, +) / Double(gains.count - 1)).squareRoot() : 0
+        guard gain > candidateMargin + sd / Double(gains.count).squareRoot(), gain > bestGain else { return false }
+        bestGain = gain
+        return true
+    }
+
+    /// Picks the scale, then the candidate; with `test`, also gives the fold ensembles of expensive candidates.
     public func select(train: [Int], test: [Int] = [], keepModels: Bool = false, context: MethodContext) throws -> Outcome {
         var scores: [String: Double] = [:]
         var pool = candidates
@@ -344,37 +403,58 @@ public struct AutoMethod: FewShotMethod {
             pool = candidatesForCrop(try chooseCrop(train: train, context: context, scores: &scores))
         }
         guard pool.count > 1, let testFolds = innerFolds(train: train, context: context, repeat: 0) else {
-            return Outcome(chosen: pool[0], scores: scores, foldEnsemble: nil)
+            return Outcome(chosen: pool[0], scores: scores)
         }
-        var bestIndex = 0, bestGain = 0.0, ensembles: [Int: Tensor] = [:], kept: [Int: [any FittedClassifier]] = [:]
-        var baseline: [Double] = []
+        var outcome = Outcome(chosen: pool[0], scores: [:])
+        var bestGain = 0.0, bestMean = -1.0
+        var results: [InnerResult] = []
         let labels = train.map { context.labels[$0] }
         let tiny = ((0..<context.classes).map { c in labels.filter { $0 == c }.count }.filter { $0 > 0 }.min() ?? 0) < 10
-        for (ci, candidate) in pool.enumerated() {
+        for candidate in pool {
             let start = Date()
             let reuse = reuseFoldModels && candidate.isExpensive
-            let (mean, extra, models, perFold) = try innerScore(candidate, train: train, folds: testFolds,
-                                                                extraTest: reuse ? test : [],
-                                                                keepModels: reuse && keepModels, context: context)
-            scores[candidate.name] = mean
+            let r = try innerScore(candidate, train: train, folds: testFolds, extraTest: reuse ? test : [],
+                                   keepModels: reuse && keepModels, context: context)
+            results.append(r)
+            scores[candidate.name] = r.score
             scores["seconds: " + candidate.name] = Date().timeIntervalSince(start)
-            if let extra { ensembles[ci] = extra }
-            if !models.isEmpty { kept[ci] = models }
-            guard ci > 0 else { baseline = perFold; continue }
-            // From 10 images per class the inner CV is trusted as it is: the best mean wins.
-            if !tiny {
-                if mean > scores[pool[bestIndex].name]! + 1e-9 { bestIndex = ci }
-                continue
+            if let e = r.extra { outcome.foldEnsembles[candidate.name] = e }
+            if !r.models.isEmpty { outcome.foldModels[candidate.name] = r.models }
+            if results.count == 1 { bestMean = r.score; continue }
+            if challengerWins(r.perFold, mean: r.score, baseline: results[0].perFold, bestMean: bestMean,
+                              bestGain: &bestGain, tiny: tiny) {
+                outcome.chosen = candidate
+                bestMean = r.score
             }
-            // Below, paired per-fold gains over the first (default) candidate: a challenger must win clearly.
-            let gains = zip(perFold, baseline).map { $0 - $1 }
-            let gain = gains.reduce(0, +) / Double(gains.count)
-            let sd = gains.count > 1
-                ? (gains.map { ($0 - gain) * ($0 - gain) }.reduce(0, +) / Double(gains.count - 1)).squareRoot() : 0
-            if gain > candidateMargin + sd / Double(gains.count).squareRoot(), gain > bestGain { bestGain = gain; bestIndex = ci }
         }
-        return Outcome(chosen: pool[bestIndex], scores: scores, foldEnsemble: ensembles[bestIndex],
-                       foldModels: kept[bestIndex] ?? [])
+        if blend {
+            // The default and the best challenger, averaged fold by fold.
+            let partner = (1..<pool.count).max { results[$0].score < results[$1].score }!
+            let member = EnsembleMethod([pool[0], pool[partner]], label: "blend[\(pool[0].name) + \(pool[partner].name)]")
+            let perFold = testFolds.indices.map { f in
+                foldScore((results[0].foldProbabilities[f] + results[partner].foldProbabilities[f]).scaled(by: 0.5),
+                          fold: testFolds[f], train: train, context: context)
+            }
+            let mean = perFold.reduce(0, +) / Double(perFold.count)
+            scores[member.name] = mean
+            if challengerWins(perFold, mean: mean, baseline: results[0].perFold, bestMean: bestMean, bestGain: &bestGain,
+                              tiny: tiny) {
+                outcome.chosen = member
+            }
+            if recordTestScores && !test.isEmpty {
+                scores["test: " + member.name] = try testScore(member, outcome: outcome, train: train, test: test, context: context)
+            }
+        }
+        if recordTestScores && !test.isEmpty {
+            for c in pool { scores["test: " + c.name] = try testScore(c, outcome: outcome, train: train, test: test, context: context) }
+        }
+        outcome.scores = scores
+        return outcome
+    }
+
+    func testScore(_ method: any FewShotMethod, outcome: Outcome, train: [Int], test: [Int], context: MethodContext) throws -> Double {
+        let p = try outcome.predictions(method, train: train, test: test, context: context)
+        return Metrics.balancedAccuracy(labels: test.map { context.labels[$0] }, predictions: argmaxRows(p), classes: context.classes)
     }
 
     public func choose(train: [Int], context: MethodContext) throws -> (any FewShotMethod, [String: Double]) {
@@ -383,11 +463,10 @@ public struct AutoMethod: FewShotMethod {
     }
 
     /// Chooses on `train` and predicts `test`: the winner refitted on all of `train`, or the mean of its
-    /// inner-fold models when it is expensive. Returns what was chosen and the inner scores too.
+    /// inner-fold models when it is expensive (member by member for a blend). Returns the outcome too.
     public func run(train: [Int], test: [Int], context: MethodContext) throws -> (Outcome, Tensor) {
         let o = try select(train: train, test: test, context: context)
-        if let e = o.foldEnsemble { return (o, e) }
-        return (o, try o.chosen.predict(train: train, test: test, context: context))
+        return (o, try o.predictions(o.chosen, train: train, test: test, context: context))
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {

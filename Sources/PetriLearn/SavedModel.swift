@@ -18,6 +18,8 @@ public struct SavedModel: Codable, Sendable {
         public var net: String
         public var classes: Int
         public var views: Int
+        /// Central crop before the resize (absent before crops were possible: the whole image).
+        public var crop: Double?
         public var parameters: [String: [Float]]
         public var shapes: [String: [Int]]
 
@@ -25,6 +27,7 @@ public struct SavedModel: Codable, Sendable {
             net = fitted.model.config.name
             classes = fitted.model.classifier.weight.value.shape[0]
             views = fitted.views
+            crop = fitted.crop < 1 ? fitted.crop : nil
             var p: [String: [Float]] = [:], sh: [String: [Int]] = [:]
             for (name, param) in fitted.model.namedParameters {
                 p[name] = param.value.scalars
@@ -46,7 +49,7 @@ public struct SavedModel: Codable, Sendable {
                 }
                 param.value = Tensor(shape: param.value.shape, data: values)
             }
-            return FittedNetwork(model: model, views: views)
+            return FittedNetwork(model: model, views: views, crop: crop ?? 1)
         }
     }
 
@@ -129,13 +132,22 @@ public struct SavedModel: Codable, Sendable {
         }
     }
 
-    /// What kind of classifier the file holds: `logistic`, `mlp` or `networks`.
-    public var kind: String { networks != nil ? "networks" : mlp != nil ? "mlp" : "logistic" }
+    /// What kind of classifier the file holds: `logistic`, `mlp`, `networks` or `mlp+networks` (a blend).
+    public var kind: String {
+        switch (mlp != nil, networks != nil) {
+        case (true, true): "mlp+networks"
+        case (false, true): "networks"
+        case (true, false): "mlp"
+        default: "logistic"
+        }
+    }
 
     /// Class probabilities `[items, classes]` for the items of `dataset`; `file` names the model in errors.
+    /// A blend (an MLP and networks) averages the two members' probabilities.
     public func probabilities(_ dataset: Dataset, file: String = "model", progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
         let bank = FeatureBank(dataset: dataset)
         bank.progress = progress
+        var members: [Tensor] = []
         if let networks {
             guard !networks.isEmpty else { throw DatasetError.malformed(file, reason: "no networks in the model file") }
             var context = MethodContext(dataset: dataset, bank: bank, seed: 0)
@@ -146,12 +158,15 @@ public struct SavedModel: Codable, Sendable {
                 sum.add(try n.restored(file: file).probabilities(Array(dataset.items.indices), context: context))
             }
             progress?("networks", networks.count, networks.count)
-            return sum.scaled(by: 1 / Float(networks.count))
+            members.append(sum.scaled(by: 1 / Float(networks.count)))
         }
-        bank.plan([featureSpec])
-        let x = try featureSpec.matrix(bank)
-        if let mlp { return mlp.fitted.probabilities(x) }
-        guard let head else { throw DatasetError.malformed(file, reason: "the model file holds no classifier") }
-        return head.probabilities(l2NormalizedRows(x))
+        if mlp != nil || head != nil {
+            bank.plan([featureSpec])
+            let x = try featureSpec.matrix(bank)
+            if let mlp { members.append(mlp.fitted.probabilities(x)) } else if let head { members.append(head.probabilities(l2NormalizedRows(x))) }
+        }
+        guard var out = members.first else { throw DatasetError.malformed(file, reason: "the model file holds no classifier") }
+        for m in members.dropFirst() { out.add(m) }
+        return members.count > 1 ? out.scaled(by: 1 / Float(members.count)) : out
     }
 }

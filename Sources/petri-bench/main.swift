@@ -124,6 +124,17 @@ case "scratch":
     let start = Date()
     for _ in 0..<iterations { try step() }
     report(batch * iterations, Date().timeIntervalSince(start), flopsPerImage: 0, extra: ", \"net\": \"\(net.config.name)\"")
+case "mlp":
+    // auto's MLP head fitted on random features of auto's width (Lite0+1+2, stage 6 + head: 4432) —
+    // --rows training rows (162: an inner fold of bccd's whole pool); one fit per iteration.
+    let rows = Int(option("--rows", "162"))!, dim = Int(option("--dim", "4432"))!
+    let x = Tensor.uniform([rows, dim], using: &rng)
+    let labels = (0..<rows).map { $0 % 4 }
+    let start = Date()
+    for i in 0..<iterations { _ = MLPHead().fit(x, labels: labels, classes: 4, seed: UInt64(i)) }
+    let seconds = Date().timeIntervalSince(start)
+    print(String(format: "{\"framework\": \"petri\", \"mode\": \"mlp\", \"rows\": %d, \"dim\": %d, \"seconds_per_fit\": %.3f, \"peak_mb\": %.0f}",
+                 rows, dim, seconds / Double(iterations), peakMemoryMB()))
 case "loader":
     // The loader alone: decode + (augment) + resize to 224² + normalise, no network.
     let dir = option("--images", "../shared/datasets/pbc-8class-500")

@@ -173,7 +173,8 @@ enum MethodFactory {
             case "aug": m.recipe.augmentation = kv[1]
             case "lr": m.recipe.learningRate = Float(kv[1]) ?? m.recipe.learningRate
             case "bs": m.recipe.batchSize = Int(kv[1]) ?? 16; m.recipe.microBatch = m.recipe.batchSize
-            default: throw ValidationError("unknown scratch setting '\(kv[0])' (net, min, e, aug, lr, bs)")
+            case "c": m.crop = Double(kv[1]) ?? 1
+            default: throw ValidationError("unknown scratch setting '\(kv[0])' (net, min, e, aug, lr, bs, c)")
             }
         }
         return m
@@ -188,6 +189,8 @@ enum MethodFactory {
                            scaleProbe: { c in LinearProbeMethod(features: FeatureSpec(backbones: [backbone], crops: [c])) },
                            candidates: { c in autoCandidates(crop: c, scratch: !fast) })
         if fast { m.label = "auto-fast" }
+        // For studying the selection rule: each candidate's test score in the records (never used to choose).
+        m.recordTestScores = ProcessInfo.processInfo.environment["PETRI_AUTO_TEST_SCORES"] == "1"
         return m
     }
 
@@ -201,7 +204,7 @@ enum MethodFactory {
     static func autoCandidates(crop: Double, scratch: Bool = true) -> [any FewShotMethod] {
         let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8, crops: [crop])
         var list: [any FewShotMethod] = [MLPMethod(features: multiLevel)]
-        if scratch { list.append(ScratchMethod(.cnnMini)) }
+        if scratch { list.append(ScratchMethod(.cnnMini, crop: crop)) }
         return list
     }
 }

@@ -51,7 +51,7 @@ struct TrainCommand: ParsableCommand {
         var context = MethodContext(dataset: ds, bank: bank, seed: seed)
         context.progress = bank.progress
         let all = Array(ds.items.indices)
-        var chosen = method, scores: [String: Double] = [:], foldModels: [any FittedClassifier] = []
+        var chosen = method, scores: [String: Double] = [:], foldModels: [String: [any FittedClassifier]] = [:]
         if let auto = method as? AutoMethod {
             let outcome = try auto.select(train: all, keepModels: true, context: context)
             chosen = outcome.chosen
@@ -60,20 +60,24 @@ struct TrainCommand: ParsableCommand {
         }
         var spec = FeatureSpec(backbones: [], levels: [], views: 1, crops: [1])
         var head: LogisticRegression.Fitted?, c: Double?, mlp: SavedModel.MLP?, networks: [SavedModel.Network]?
-        switch chosen {
-        case let lp as LinearProbeMethod:
-            spec = lp.features
-            let fitted = lp.probe.fit(try spec.matrix(bank), labels: context.labels, classes: context.classes, seed: seed)
-            head = fitted.regression
-            c = fitted.c
-        case let m as MLPMethod:
-            spec = m.features
-            mlp = SavedModel.MLP(m.head.fit(try spec.matrix(bank), labels: context.labels, classes: context.classes, seed: seed))
-        case let s as ScratchMethod:
-            let models = foldModels.isEmpty ? [try s.fit(train: all, context: context)] : foldModels
-            networks = models.compactMap { ($0 as? FittedNetwork).map(SavedModel.Network.init) }
-        default:
-            throw ValidationError("--method \(self.method) (\(chosen.name)) cannot be saved; use auto, an lp or mlp variant, or scratch")
+        // A blend saves each member; `predict` averages the MLP's and the networks' probabilities.
+        let members = (chosen as? EnsembleMethod).map(\.members) ?? [chosen]
+        for member in members {
+            switch member {
+            case let lp as LinearProbeMethod where members.count == 1:
+                spec = lp.features
+                let fitted = lp.probe.fit(try spec.matrix(bank), labels: context.labels, classes: context.classes, seed: seed)
+                head = fitted.regression
+                c = fitted.c
+            case let m as MLPMethod where mlp == nil:
+                spec = m.features
+                mlp = SavedModel.MLP(m.head.fit(try spec.matrix(bank), labels: context.labels, classes: context.classes, seed: seed))
+            case let s as ScratchMethod where networks == nil:
+                let models = try foldModels[s.name] ?? [s.fit(train: all, context: context)]
+                networks = models.compactMap { ($0 as? FittedNetwork).map(SavedModel.Network.init) }
+            default:
+                throw ValidationError("--method \(self.method) (\(chosen.name)) cannot be saved; use auto, an lp or mlp variant, or scratch")
+            }
         }
         let formatter = ISO8601DateFormatter()
         let model = SavedModel(
@@ -83,7 +87,8 @@ struct TrainCommand: ParsableCommand {
             innerCVBalancedAccuracy: scores[chosen.name], created: formatter.string(from: Date()), petriVersion: PetriVersion.string)
         try model.write(to: URL(fileURLWithPath: out))
         print("model: \(out)")
-        let detail = c.map { ", C = \($0)" } ?? (networks.map { $0.count > 1 ? ", ensemble of \($0.count) cross-validation models" : "" } ?? "")
+        let detail = c.map { ", C = \($0)" }
+            ?? (networks.map { $0.count > 1 ? ", \(mlp != nil ? "with an " : "")ensemble of \($0.count) cross-validation models" : "" } ?? "")
         print("recipe: \(chosen.name)\(detail), \(ds.items.count) images, \(ds.classNames.count) classes")
         if let s = scores[chosen.name] {
             print(String(format: "3-fold cross-validated balanced accuracy of this recipe: %.3f", s))

@@ -83,6 +83,37 @@ struct ExpensiveStub: FewShotMethod {
         #expect(try cheapWins.run(train: train, test: test, context: context).0.foldEnsemble == nil)
     }
 
+    /// Two methods each right on half the items, confidently where right and barely wrong elsewhere: alone
+    /// ~50%, their soft vote right everywhere. `auto` scores the blend from the fold predictions it already
+    /// has and picks it; its test prediction is the members' mean.
+    @Test func autoBlendsTwoCandidatesWhoseErrorsDiffer() throws {
+        struct HalfRight: FewShotMethod {
+            var name: String
+            var parity: Int
+            func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+                let k = context.classes
+                var out = Tensor(zeros: [test.count, k])
+                for (r, i) in test.enumerated() {
+                    let label = context.labels[i], right = i % 2 == parity
+                    out[flat: r * k + label] = right ? 0.9 : 0.45
+                    out[flat: r * k + (label + 1) % k] = right ? 0.1 : 0.55
+                }
+                return out
+            }
+        }
+        let ds = Self.syntheticDataset()
+        let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 2)
+        var auto = AutoMethod(candidates: [HalfRight(name: "even", parity: 0), HalfRight(name: "odd", parity: 1)])
+        let train = Array(0..<45), test = Array(45..<60)
+        let (outcome, p) = try auto.run(train: train, test: test, context: context)
+        #expect(outcome.chosen.name == "blend[even + odd]")
+        #expect(outcome.scores["blend[even + odd]"]! > 0.99)
+        #expect(outcome.scores["even"]! < 0.7 && outcome.scores["odd"]! < 0.7)
+        for (r, i) in test.enumerated() { #expect(abs(p[flat: r * 3 + ds.items[i].label] - 0.675) < 1e-6) }
+        auto.blend = false
+        #expect(try auto.run(train: train, test: test, context: context).0.chosen.name != "blend[even + odd]")
+    }
+
     @Test func repeatedCrossValidationCoversThePoolAndKeepsTheHoldoutApart() throws {
         let ds = Self.syntheticDataset()
         let bank = FeatureBank(dataset: ds)

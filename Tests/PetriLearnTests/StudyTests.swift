@@ -2,6 +2,7 @@ import Foundation
 import PetriData
 import PetriEngine
 import PetriEval
+import PetriNN
 import Testing
 @testable import PetriLearn
 
@@ -101,5 +102,45 @@ import Testing
         let mlpModel = try roundTrip(saved(mlp: SavedModel.MLP(mlpFitted), networks: nil))
         #expect(mlpModel.kind == "mlp")
         #expect(try mlpModel.probabilities(ds).maxAbsDifference(mlpFitted.probabilities(try FeatureSpec().matrix(bank))) < 1e-5)
+    }
+}
+
+/// The 8 dihedral views of frozen features come from one decode and resize per image: the views are
+/// orientations of the resized input, which must equal resizing each orientation of the original.
+@Suite struct DihedralViewFeatureTests {
+    @Test func viewsOfTheResizedImageEqualResizedViews() {
+        var rng = SeededGenerator(seed: 5)
+        var image = FloatImage(width: 37, height: 23)   // non-square: a quarter turn swaps the axes
+        for y in 0..<23 { for x in 0..<37 { for c in 0..<3 { image[x, y, c] = Float.random(in: 0...1, using: &rng) } } }
+        let config = DataConfig(inputSize: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5])
+        let resized = config.normalizedPixels(image)
+        for v in 0..<8 {
+            let expected = config.normalizedPixels(DihedralView(v)(image))
+            var got = [Float](repeating: 0, count: expected.count)
+            resized.withUnsafeBufferPointer { src in
+                got.withUnsafeMutableBufferPointer { dihedralPixels(src, side: 16, view: v, into: $0.baseAddress!) }
+            }
+            let worst = zip(got, expected).map { abs($0 - $1) }.max()!
+            #expect(worst < 1e-4, "view \(v): max difference \(worst)")
+        }
+    }
+
+    /// Several views and levels in one pass equal each view computed on its own (the single-view path).
+    @Test func multiViewExtractionMatchesSingleViews() throws {
+        let ds = try StudyTests.sample()
+        let items = Array(ds.items.prefix(6))
+        let e = try FeatureExtractor(backbone: "efficientnet-lite0", level: .head)
+        e.cacheDirectory = nil
+        e.extraLevels = [.stage(6)]
+        e.preprocessing = TransformPipeline([CenterCrop(fraction: 0.7)])
+        let all = try e.extractViews(ds, items: items, views: [0, 3, 5])
+        for (vi, v) in [0, 3, 5].enumerated() {
+            let one = try e.extractViews(ds, items: items, views: [v])
+            for level in [FeatureLevel.head, .stage(6)] {
+                #expect(all.features[vi][level]!.maxAbsDifference(one.features[0][level]!) < 1e-4)
+            }
+        }
+        // And view 3 really is another orientation (not a copy of view 0).
+        #expect(all.features[1][.head]!.maxAbsDifference(all.features[0][.head]!) > 1e-3)
     }
 }
