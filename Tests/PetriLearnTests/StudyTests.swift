@@ -101,7 +101,21 @@ import Testing
         #expect(try netModel.probabilities(ds).maxAbsDifference(expected.scaled(by: 0.5)) < 1e-5)
         let mlpModel = try roundTrip(saved(mlp: SavedModel.MLP(mlpFitted), networks: nil))
         #expect(mlpModel.kind == "mlp")
-        #expect(try mlpModel.probabilities(ds).maxAbsDifference(mlpFitted.probabilities(try FeatureSpec().matrix(bank))) < 1e-5)
+        let mlpProbabilities = mlpFitted.probabilities(try FeatureSpec().matrix(bank))
+        #expect(try mlpModel.probabilities(ds).maxAbsDifference(mlpProbabilities) < 1e-5)
+        // auto's blend: the MLP and the networks in one file, their probabilities averaged.
+        let blend = try roundTrip(saved(mlp: SavedModel.MLP(mlpFitted), networks: nets.map(SavedModel.Network.init)))
+        #expect(blend.kind == "mlp+networks")
+        var mean = expected.scaled(by: 0.5)
+        mean.add(mlpProbabilities)
+        #expect(try blend.probabilities(ds).maxAbsDifference(mean.scaled(by: 0.5)) < 1e-5)
+        // A network trained on a central crop keeps it.
+        var cropped = scratch
+        cropped.crop = 0.6
+        let croppedNet = try #require(try cropped.fit(train: all, context: context) as? FittedNetwork)
+        let croppedModel = try roundTrip(saved(mlp: nil, networks: [SavedModel.Network(croppedNet)]))
+        #expect(try croppedModel.probabilities(ds).maxAbsDifference(croppedNet.probabilities(all, context: context)) < 1e-5)
+        #expect(croppedNet.probabilities(all, context: context).maxAbsDifference(nets[0].probabilities(all, context: context)) > 1e-3)
     }
 }
 
