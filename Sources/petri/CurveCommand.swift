@@ -208,8 +208,9 @@ enum MethodFactory {
     ///   at least as good as logistic regression on the same features everywhere we measured (5 seeds, n=5/20:
     ///   bccd 0.684/0.806 vs 0.664/0.784, PBC at crop 0.4 0.816/0.930 vs 0.783/0.912, busi 0.590/0.732 vs
     ///   0.580/0.717), and choosing between the two on a few images only added noise;
-    /// - a small CNN trained from scratch (cnn-mini): on white-cell crops it beats every frozen-feature recipe
-    ///   (bccd n=5/20: 0.757/0.867), on ultrasound and on PBC's small-cell fields it loses, hence the choice.
+    /// - a small CNN trained from scratch (cnn-mini) on the same crop: on white-cell crops it beats every
+    ///   frozen-feature recipe (bccd n=5/20: 0.757/0.867), on ultrasound and on PBC it loses, hence the choice;
+    /// - and their blend (`AutoMethod.blend`), which is all `auto` uses below 10 images per class.
     static func autoCandidates(crop: Double, scratch: Bool = true) -> [any FewShotMethod] {
         let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8, crops: [crop])
         var list: [any FewShotMethod] = [MLPMethod(features: multiLevel)]

@@ -114,6 +114,22 @@ struct ExpensiveStub: FewShotMethod {
         #expect(try auto.run(train: train, test: test, context: context).0.chosen.name != "blend[even + odd]")
     }
 
+    /// Below `blendBelow` images per class there is nothing to choose by: the first two candidates are each
+    /// fitted once on the whole training set and their probabilities averaged.
+    @Test func belowTenPerClassAutoBlendsWithoutInnerCrossValidation() throws {
+        let ds = Self.syntheticDataset()
+        let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 3)
+        let log = FitLog()
+        let auto = AutoMethod(candidates: [StubMethod(name: "cheap", skill: 0.9), ExpensiveStub(name: "net", skill: 0.5, log: log)])
+        let train = Array(0..<24), test = Array(45..<60)   // 8 per class
+        let (outcome, p) = try auto.run(train: train, test: test, context: context)
+        #expect(outcome.chosen.name == "blend[cheap + net]")
+        #expect(log.trainSizes == [24])
+        let cheap = try StubMethod(name: "cheap", skill: 0.9).predict(train: train, test: test, context: context)
+        let net = try StubMethod(name: "net", skill: 0.5).predict(train: train, test: test, context: context)
+        #expect(p.maxAbsDifference((cheap + net).scaled(by: 0.5)) < 1e-6)
+    }
+
     @Test func repeatedCrossValidationCoversThePoolAndKeepsTheHoldoutApart() throws {
         let ds = Self.syntheticDataset()
         let bank = FeatureBank(dataset: ds)
