@@ -6,6 +6,7 @@
 #             (PyTorch's train mode) and frozen (running statistics; Petri then folds BN into the convolutions
 #             and runs the step in micro-batches of 4 with accumulated gradients: identical gradients)
 #   scratch   cnn-mini (the from-scratch candidate of `auto`) training steps, batch 16, 64² (Petri, PyTorch)
+#   mlp       one fit of `auto`'s MLP head, 162 rows × 4432 features, 300 steps (rows × steps per second)
 #   features  end to end: decode + resize + forward of 512 PBC JPEGs (petri features --no-cache path)
 # Needs ../shared/datasets/pbc-8class-500 for the end-to-end figures (skipped without it).
 # Installs its reference tooling: Debian python3-torch/python3-pil, PyPI onnxruntime/pillow.
@@ -48,6 +49,9 @@ run $TORCH_PY scripts/bench/torch_bench.py train-frozen "$WEIGHTS" --iterations 
 # Training from scratch (cnn-mini, 64 px, batch 16): what `auto`'s from-scratch candidate costs per step.
 run $BENCH scratch --batch 16 --iterations $((ITER * 10))
 run $TORCH_PY scripts/bench/torch_cnn_mini.py 16 $((ITER * 10))
+# The MLP head `auto` fits on frozen features (162 rows × 4432 features, 300 full-batch AdamW steps).
+run $BENCH mlp --iterations 3
+run $TORCH_PY scripts/bench/torch_mlp_head.py 162 4432 3
 if [ -d "$IMAGES" ]; then
   run $BENCH features --images "$IMAGES" --count 512
   run $TORCH_PY scripts/bench/torch_bench.py features "$WEIGHTS" --images "$IMAGES" --count 512
@@ -62,7 +66,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 get = {(r["framework"], r["mode"]): r for r in rows}
 print()
 print(f"{'mode':<17}{'framework':<13}{'images/s':>10}{'GFLOP/s':>9}{'peak MB':>9}{'Petri ×':>9}")
-for mode in ["forward", "train-bn-batch", "train-bn-frozen", "scratch", "features"]:
+for mode in ["forward", "train-bn-batch", "train-bn-frozen", "scratch", "mlp", "features"]:
     p = get.get(("petri", mode))
     for fw in ["petri", "pytorch", "onnxruntime"]:
         r = get.get((fw, mode))
