@@ -187,7 +187,7 @@ public enum StudyReport {
         if !autoChoices.isEmpty {
             var counts: [String: Int] = [:]
             for r in autoChoices { counts[r.chosen!, default: 0] += 1 }
-            h += "<p class='sub'><code>auto</code> chose (by inner cross-validation on each training set): "
+            h += "<p class='sub'><code>auto</code> used (the blend below 10 images per class; above, what inner cross-validation on each training set chose): "
                 + counts.sorted { $0.value > $1.value }.map { "\(e($0.key)) × \($0.value)" }.joined(separator: ", ") + "</p>"
         }
 
