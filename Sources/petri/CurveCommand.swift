@@ -182,8 +182,8 @@ enum MethodFactory {
 
     /// `auto`: first the image scale (whole image or a central crop of 0.7, 0.5 or 0.4 of the shorter side, by
     /// a single-view Lite0 probe's inner CV; on PBC's centred cells 0.4 beats the whole image by 0.28 at n=5),
-    /// then the recipe at that scale among `autoCandidates`. `auto-fast` leaves out training from scratch
-    /// (4 of every 5 seconds of `auto` on bccd-wbc-crops).
+    /// then the recipe at that scale among `autoCandidates` (their blend below 10 images per class).
+    /// `auto-fast` leaves out training from scratch (about half of `auto`'s time on bccd-wbc-crops, session 4).
     static func auto(backbone: String, fast: Bool = false) -> AutoMethod {
         var m = AutoMethod(crops: [1, 0.7, 0.5, 0.4],
                            scaleProbe: { c in scaleProbe(backbone: backbone, crop: c) },
