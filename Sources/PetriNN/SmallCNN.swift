@@ -74,8 +74,8 @@ public final class SmallCNN: Module {
         var h = x
         for i in convs.indices {
             h = try norms[i](convs[i](h, on: tape), on: tape, mode: .batch)
-            h = try tape.activation(h, .relu)
-            h = try tape.pool(h, .max, kernel: 3, stride: 2, padding: 1)
+            // ReLU then max pool as one native kernel (relu∘max = max∘relu): a third of a step otherwise.
+            h = tape.maxPool(h, kernel: 3, stride: 2, padding: 1, relu: true)
         }
         h = tape.globalAveragePool(h)
         if tape.training && dropout > 0 { h = tape.dropout(h, rate: dropout, using: &rng) }

@@ -121,6 +121,29 @@ enum GradientCheck {
         _ = try GradientCheck.run([x], epsilon: 1e-3) { tape, v in try tape.pool(v[0], kind, kernel: 3, stride: 2, padding: 1) }
     }
 
+    @Test(arguments: [false, true])
+    func nativeMaxPool(relu: Bool) throws {
+        // Odd sizes and 11 channels: the SIMD8 part and the scalar tail, windows clipped by padding.
+        let x = GradientCheck.parameter([2, 7, 5, 11], seed: 13)
+        _ = try GradientCheck.run([x], epsilon: 1e-3) { tape, v in tape.maxPool(v[0], kernel: 3, stride: 2, padding: 1, relu: relu) }
+    }
+
+    @Test func nativeMaxPoolMatchesOneDNN() throws {
+        var rng = SeededGenerator(seed: 14)
+        let x = Tensor.normal([3, 9, 8, 16], std: 1, using: &rng)
+        let dy = Tensor.normal([3, 5, 4, 16], std: 1, using: &rng)
+        let reference = try PoolingKernels.make(shape: x.shape, kind: .max, kernel: 3, stride: 2, padding: 1)
+        let (yRef, ws) = reference.forward(x)
+        let native = MaxPoolKernel(inputShape: x.shape, kernel: 3, stride: 2, padding: 1, relu: false)
+        let (y, argmax) = native.forward(x)
+        #expect(y.shape == yRef.shape && y.maxAbsDifference(yRef) == 0)
+        #expect(native.backward(dy, argmax: argmax).maxAbsDifference(reference.backward(dy, workspace: ws)) < 1e-6)
+        // Fused ReLU: the same as ReLU first.
+        let relu = try EltwiseKernels.make(.relu, count: x.count).forward(x)
+        let fused = MaxPoolKernel(inputShape: x.shape, kernel: 3, stride: 2, padding: 1, relu: true).forward(x).y
+        #expect(fused.maxAbsDifference(native.forward(relu).y) == 0)
+    }
+
     @Test func dropoutAndDropPath() throws {
         let x = GradientCheck.parameter([4, 10], seed: 12)
         _ = try GradientCheck.run([x]) { tape, v in
