@@ -37,37 +37,75 @@ public final class FeatureBank {
 
     /// `[items, D]` features of one view. Throws if an item cannot be read (drop unreadable items first
     /// with `readableItems`).
-    public func features(backbone: String, level: FeatureLevel = .head, view: Int = 0, crop: Double = 1) throws -> Tensor {
-        try compute(backbone: backbone, level: level, views: [view], crop: crop)
-        return memory["\(backbone)|\(level)|\(view)|\(crop)"]!
+    ///
+    /// - Parameter items: the dataset rows needed (nil: all). Only those are computed; rows not computed
+    ///   yet are NaN, so that reading one by mistake cannot go unnoticed. A learning curve at 5 images per
+    ///   class needs its 20 training and ~100 test images, not the whole pool: at a newly chosen crop that
+    ///   is a third of the backbone passes.
+    public func features(backbone: String, level: FeatureLevel = .head, view: Int = 0, crop: Double = 1,
+                         items: [Int]? = nil) throws -> Tensor {
+        try compute(backbone: backbone, level: level, views: [view], crop: crop, items: items)
+        return memory[Self.key(backbone, level, view, crop)]!
     }
 
-    /// Fills the memory for `views` of (backbone, crop) at `level` and the planned levels: one pass per image
-    /// for all views and levels that are missing.
-    private func compute(backbone: String, level: FeatureLevel, views: [Int], crop: Double) throws {
-        let missing = views.filter { memory["\(backbone)|\(level)|\($0)|\(crop)"] == nil }
-        guard !missing.isEmpty else { return }
+    static func key(_ backbone: String, _ level: FeatureLevel, _ view: Int, _ crop: Double) -> String {
+        "\(backbone)|\(level)|\(view)|\(crop)"
+    }
+
+    /// Which rows of each memory entry hold computed features.
+    private var computedRows: [String: [Bool]] = [:]
+
+    /// Fills the memory for `views` of (backbone, crop) at `level` and the planned levels, for `items` (nil:
+    /// all): one pass per image for all views and levels, over the images some view still misses.
+    private func compute(backbone: String, level: FeatureLevel, views: [Int], crop: Double, items: [Int]?) throws {
+        let wanted = items ?? Array(dataset.items.indices)
+        var missingViews: [Int] = [], missingSet = Set<Int>()
+        for v in views {
+            let done = computedRows[Self.key(backbone, level, v, crop)]
+            let missing = wanted.filter { done?[$0] != true }
+            if !missing.isEmpty { missingViews.append(v); missingSet.formUnion(missing) }
+        }
+        guard !missingViews.isEmpty else { return }
+        let missing = missingSet.sorted()
         let e = try extractor(backbone, level)
         e.extraLevels = Array(plannedLevels[backbone, default: []].subtracting([level])).sorted { "\($0)" < "\($1)" }
         e.preprocessing = TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
-        let label = "features \(backbone)" + (missing.count > 1 ? " \(missing.count) views" : " view \(missing[0])")
+        let label = "features \(backbone)" + (missingViews.count > 1 ? " \(missingViews.count) views" : " view \(missingViews[0])")
             + (crop < 1 ? " crop \(crop)" : "")
-        let r = try e.extractViews(dataset, items: dataset.items, views: missing) { [progress] done, total in
+        let r = try e.extractViews(dataset, items: missing.map { dataset.items[$0] }, views: missingViews) { [progress] done, total in
             progress?(label, done, total)
         }
         guard r.failures.isEmpty else {
             throw DatasetError.malformed(r.failures[0].path, reason: r.failures[0].reason)
         }
-        for (vi, v) in missing.enumerated() {
-            for (l, t) in r.features[vi] { memory["\(backbone)|\(l)|\(v)|\(crop)"] = t }
+        let n = dataset.items.count
+        for (vi, v) in missingViews.enumerated() {
+            for (l, t) in r.features[vi] {
+                let key = Self.key(backbone, l, v, crop)
+                let width = t.shape[1]
+                var full = memory.removeValue(forKey: key) ?? Tensor(shape: [n, width], repeating: .nan)
+                var done = computedRows.removeValue(forKey: key) ?? [Bool](repeating: false, count: n)
+                full.withUnsafeMutableBufferPointer { f in
+                    t.withUnsafeBufferPointer { src in
+                        for (row, item) in missing.enumerated() {
+                            for j in 0..<width { f[item * width + j] = src[row * width + j] }
+                            done[item] = true
+                        }
+                    }
+                }
+                memory[key] = full
+                computedRows[key] = done
+            }
         }
     }
 
-    /// Mean of the features over `views` dihedral orientations (test-time augmentation of frozen features).
-    public func features(backbone: String, level: FeatureLevel = .head, views: Int, crop: Double = 1) throws -> Tensor {
-        try compute(backbone: backbone, level: level, views: Array(0..<max(1, views)), crop: crop)
-        var sum = try features(backbone: backbone, level: level, view: 0, crop: crop)
-        for v in 1..<max(1, views) { sum.add(try features(backbone: backbone, level: level, view: v, crop: crop)) }
+    /// Mean of the features over `views` dihedral orientations (test-time augmentation of frozen features),
+    /// for `items` (nil: all; other rows NaN).
+    public func features(backbone: String, level: FeatureLevel = .head, views: Int, crop: Double = 1,
+                         items: [Int]? = nil) throws -> Tensor {
+        try compute(backbone: backbone, level: level, views: Array(0..<max(1, views)), crop: crop, items: items)
+        var sum = try features(backbone: backbone, level: level, view: 0, crop: crop, items: items)
+        for v in 1..<max(1, views) { sum.add(try features(backbone: backbone, level: level, view: v, crop: crop, items: items)) }
         return views > 1 ? sum.scaled(by: 1 / Float(views)) : sum
     }
 

@@ -75,24 +75,25 @@ public struct FeatureSpec: Sendable, Hashable, CustomStringConvertible {
             + (crops == [1] ? "" : ",crop" + crops.map { "\($0)" }.joined(separator: "+"))
     }
 
-    /// `[items, D]`: the blocks concatenated (each L2-normalised when there are several).
-    public func matrix(_ bank: FeatureBank) throws -> Tensor {
+    /// `[items, D]`: the blocks concatenated (each L2-normalised when there are several). Only the rows of
+    /// `items` are computed (nil: all); the others are NaN.
+    public func matrix(_ bank: FeatureBank, items: [Int]? = nil) throws -> Tensor {
         // All levels of a backbone come from one pass, if planned: a spec not planned up front (auto's
         // candidates at the chosen crop) would otherwise run each backbone once per level.
         bank.plan([self])
         var blocks: [Tensor] = []
         for c in crops { for b in backbones { for l in levels {
-            blocks.append(try bank.features(backbone: b, level: l, views: views, crop: c))
+            blocks.append(try bank.features(backbone: b, level: l, views: views, crop: c, items: items))
         } } }
         return concatenateFeatures(blocks)
     }
 
     /// `[items, D]` for one dihedral view only (`views` ignored).
-    public func matrix(_ bank: FeatureBank, view: Int) throws -> Tensor {
+    public func matrix(_ bank: FeatureBank, view: Int, items: [Int]? = nil) throws -> Tensor {
         bank.plan([self])
         var blocks: [Tensor] = []
         for c in crops { for b in backbones { for l in levels {
-            blocks.append(try bank.features(backbone: b, level: l, view: view, crop: c))
+            blocks.append(try bank.features(backbone: b, level: l, view: view, crop: c, items: items))
         } } }
         return concatenateFeatures(blocks)
     }
@@ -107,7 +108,7 @@ public struct LinearProbeMethod: FewShotMethod {
     public var name: String { "lp[\(features)" + (probe.cGrid.count == 1 ? String(format: ",C%g", probe.cGrid[0]) : "") + "]" }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
-        let x = try features.matrix(context.bank)
+        let x = try features.matrix(context.bank, items: train + test)
         let model = probe.fit(x.rows(train), labels: train.map { context.labels[$0] }, classes: context.classes,
                               seed: context.seed)
         return model.probabilities(x.rows(test))
@@ -132,13 +133,13 @@ public struct MLPMethod: FewShotMethod {
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
         let labels = train.map { context.labels[$0] }
         guard viewRows, features.views > 1 else {
-            let x = try features.matrix(context.bank)
+            let x = try features.matrix(context.bank, items: train + test)
             return head.fit(x.rows(train), labels: labels, classes: context.classes, seed: context.seed).probabilities(x.rows(test))
         }
         let perView = try (0..<features.views).map { v in
             var single = features
             single.views = 1
-            return try single.matrix(context.bank, view: v)
+            return try single.matrix(context.bank, view: v, items: train + test)
         }
         let model = head.fit(Tensor.concatenate(rows: perView.map { $0.rows(train) }),
                              labels: Array((0..<perView.count).map { _ in labels }.joined()),
@@ -171,7 +172,7 @@ public struct NearestNeighbourMethod: FewShotMethod {
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
-        let x = l2NormalizedRows(try features.matrix(context.bank))
+        let x = l2NormalizedRows(try features.matrix(context.bank, items: train + test))
         let d = x.shape[1], k = context.classes
         let testX = x.rows(test)
         var out = Tensor(zeros: [test.count, k])

@@ -39,6 +39,28 @@ import Testing
         #expect(records.filter { $0.method == "auto" }.allSatisfy { $0.chosen != nil })
     }
 
+    @Test func featureRowsAreComputedOnlyWhereAsked() throws {
+        let ds = try Self.sample()
+        let full = FeatureBank(dataset: ds)
+        full.useDiskCache = false
+        let spec = FeatureSpec(views: 2, crops: [0.7])
+        let all = try spec.matrix(full)
+        let lazy = FeatureBank(dataset: ds)
+        lazy.useDiskCache = false
+        var passes: [Int] = []
+        lazy.progress = { _, _, total in passes.append(total) }
+        let first = [3, 0, 40], second = [40, 7, 0, 60]
+        let x1 = try spec.matrix(lazy, items: first)
+        let x2 = try spec.matrix(lazy, items: second)
+        for (x, items) in [(x1, first), (x2, second)] {
+            #expect(x.rows(items).maxAbsDifference(all.rows(items)) < 1e-6)
+        }
+        // Rows never asked for are NaN (a stray read shows), and only new rows went through the network.
+        #expect(x2.rows([1, 2]).withUnsafeBufferPointer { $0.allSatisfy(\.isNaN) })
+        #expect(passes.filter { $0 > 0 }.max() == 3)
+        #expect(Set(passes).isSubset(of: [3, 2]))
+    }
+
     @Test func savedModelRoundTripsAndPredicts() throws {
         let ds = try Self.sample()
         let bank = FeatureBank(dataset: ds)
