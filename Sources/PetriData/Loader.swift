@@ -26,10 +26,13 @@ public final class BatchLoader: @unchecked Sendable {
     ///   - order: item indices in the order batches should be formed (shuffle them per epoch yourself).
     ///   - seed: augmentation draws are seeded per (seed, item position), so results do not depend on
     ///     which worker handled an image.
+    ///   - batchOffset: the index of the first batch in a longer sequence cut into several loaders (the
+    ///     augmentation streams follow the global batch index, so cutting does not change the draws).
     public init(dataset: Dataset, items: [DatasetItem], order: [Int], batchSize: Int, dataConfig: DataConfig,
                 preprocessing: TransformPipeline = TransformPipeline(),
                 augmentation: TransformPipeline = TransformPipeline(), decoder: ImageDecoder = ImageDecoder(),
-                seed: UInt64, workers: Int = 1, prefetch: Int = 2, imageCache: DecodedImageCache? = nil) {
+                seed: UInt64, workers: Int = 1, prefetch: Int = 2, imageCache: DecodedImageCache? = nil,
+                batchOffset: Int = 0) {
         let batches = stride(from: 0, to: order.count, by: batchSize).map { Array(order[$0..<min($0 + batchSize, order.count)]) }
         batchCount = batches.count
         queue = PrefetchBuffer(capacity: max(prefetch, workers))
@@ -59,7 +62,7 @@ public final class BatchLoader: @unchecked Sendable {
                                 imageCache?[i] = img
                             }
                             if !augmentation.isEmpty {
-                                var rng = SeededGenerator(seed: seed, stream: "augment \(b) \(k) \(i)")
+                                var rng = SeededGenerator(seed: seed, stream: "augment \(b + batchOffset) \(k) \(i)")
                                 img = augmentation.apply(img, rng: &rng)
                             }
                             images.append(img)

@@ -201,12 +201,12 @@ public struct TrainingRecipe: Sendable {
         }
         // Shuffle within the whole order so batches mix classes.
         order.shuffle(using: &rng)
-        let loader = BatchLoader(dataset: context.dataset, items: context.dataset.items, order: order, batchSize: batchSize,
-                                 dataConfig: dataConfig, preprocessing: preprocessing,
-                                 augmentation: try TransformPipeline.augmentation(augmentation), seed: context.seed,
-                                 imageCache: DecodedImageCache())
+        let augmentation = try TransformPipeline.augmentation(augmentation)
+        let cache = DecodedImageCache()
+        let batches = phasedBatches(order: order, context: context, dataConfig: dataConfig, preprocessing: preprocessing,
+                                    augmentation: augmentation, cache: cache)
         var step = 0
-        while let batch = loader.nextBatch() {
+        for batch in batches {
             optimizer.learningRate = schedule(step)
             optimizer.zeroGradients()
             let n = batch.labels.count
@@ -222,6 +222,52 @@ public struct TrainingRecipe: Sendable {
             step += 1
             context.progress?("training", step, steps)
         }
+    }
+}
+
+extension TrainingRecipe {
+    /// Batches prepared in phases: `phaseBatches` batches decoded and augmented on both cores, then handed
+    /// to the engine while nothing else runs, then the next phase. A loader thread running beside oneDNN's
+    /// OpenMP team stalls the team at every barrier while it holds a core: a cnn-mini step took 31 ms with
+    /// the loader overlapping and 16 ms alone, so preparing first and computing after is faster in total.
+    func phasedBatches(order: [Int], context: MethodContext, dataConfig: DataConfig, preprocessing: TransformPipeline,
+                       augmentation: TransformPipeline, cache: DecodedImageCache, phaseBatches: Int = 25) -> PhasedBatches {
+        PhasedBatches(order: order, batchSize: batchSize, phaseBatches: phaseBatches) { part, offset in
+            BatchLoader(dataset: context.dataset, items: context.dataset.items, order: part, batchSize: batchSize,
+                        dataConfig: dataConfig, preprocessing: preprocessing, augmentation: augmentation,
+                        seed: context.seed, workers: ProcessInfo.processInfo.activeProcessorCount,
+                        prefetch: phaseBatches, imageCache: cache, batchOffset: offset)
+        }
+    }
+}
+
+/// A sequence of training batches made phase by phase (see `TrainingRecipe.phasedBatches`).
+struct PhasedBatches: Sequence, IteratorProtocol {
+    let order: [Int]
+    let batchSize: Int
+    let phaseBatches: Int
+    let makeLoader: ([Int], Int) -> BatchLoader
+    private var ready: [BatchLoader.Batch] = []
+    private var nextBatch = 0
+
+    init(order: [Int], batchSize: Int, phaseBatches: Int, makeLoader: @escaping ([Int], Int) -> BatchLoader) {
+        self.order = order
+        self.batchSize = batchSize
+        self.phaseBatches = Swift.max(1, phaseBatches)
+        self.makeLoader = makeLoader
+    }
+
+    mutating func next() -> BatchLoader.Batch? {
+        if ready.isEmpty {
+            let start = nextBatch * batchSize
+            guard start < order.count else { return nil }
+            let end = Swift.min(order.count, start + phaseBatches * batchSize)
+            let loader = makeLoader(Array(order[start..<end]), nextBatch)
+            while let b = loader.nextBatch() { ready.append(b) }
+            ready.reverse()
+        }
+        nextBatch += 1
+        return ready.popLast()
     }
 }
 
