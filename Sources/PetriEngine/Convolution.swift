@@ -94,6 +94,8 @@ public final class Conv2DForward: @unchecked Sendable {
         let activation: FusedActivation
         let accumulate: Bool
         let training: Bool
+        /// Kernels are per compute lane (`ComputeLanes`): oneDNN fixes a kernel's thread count at creation.
+        var lane = ComputeLanes.current
     }
 
     public let geometry: Conv2DGeometry
@@ -182,7 +184,7 @@ public final class Conv2DForward: @unchecked Sendable {
 /// Backward kernels of a convolution for one geometry: gradients with respect to the input, the weights
 /// and (with `bias`) the bias, in Petri's plain layouts.
 public final class Conv2DBackward: @unchecked Sendable {
-    struct Key: Hashable { let geometry: Conv2DGeometry; let bias: Bool }
+    struct Key: Hashable { let geometry: Conv2DGeometry; let bias: Bool; var lane = ComputeLanes.current }
     public let geometry: Conv2DGeometry
     public let hasBias: Bool
     let forward: Primitive

@@ -28,26 +28,44 @@ func dnnlCheck(_ status: dnnl_status_t, _ operation: @autoclosure () -> String) 
     if status != dnnl_success { throw DNNLError.status(Int(status.rawValue), operation: operation()) }
 }
 
-/// The CPU engine and the one in-order stream all of Petri's kernels run on.
-/// oneDNN parallelises each primitive itself with OpenMP (OMP_NUM_THREADS), so Petri never calls it from
-/// several threads at once: `lock` serialises execution.
+/// The CPU engine, and one in-order stream per compute lane (`ComputeLanes`). oneDNN parallelises each
+/// primitive itself with OpenMP; Petri runs kernels from one thread per lane, each lane with its own
+/// primitives (the kernel caches are keyed by lane).
 final class DNNLRuntime: @unchecked Sendable {
     static let shared = DNNLRuntime()
     let engine: dnnl_engine_t
-    let stream: dnnl_stream_t
     let lock = NSLock()
+    private var streams: [Int: dnnl_stream_t] = [:]
 
     private init() {
         var e: dnnl_engine_t?
         guard dnnl_engine_create(&e, dnnl_cpu, 0) == dnnl_success, let engine = e else {
             fatalError("oneDNN: cannot create the CPU engine")
         }
-        var s: dnnl_stream_t?
-        guard dnnl_stream_create(&s, engine, UInt32(dnnl_stream_default_flags.rawValue)) == dnnl_success,
-              let stream = s else { fatalError("oneDNN: cannot create a stream") }
         self.engine = engine
-        self.stream = stream
     }
+
+    /// The stream of the calling thread's lane.
+    var stream: dnnl_stream_t {
+        let lane = ComputeLanes.current
+        return lock.withLock {
+            if let s = streams[lane] { return s }
+            var s: dnnl_stream_t?
+            guard dnnl_stream_create(&s, engine, UInt32(dnnl_stream_default_flags.rawValue)) == dnnl_success,
+                  let stream = s else { fatalError("oneDNN: cannot create a stream") }
+            streams[lane] = stream
+            return stream
+        }
+    }
+}
+
+/// Primitive attributes with a user-managed scratchpad (each primitive gets its own buffer, so kernels
+/// created on one thread may run on another: oneDNN's shared library scratchpad forbids that).
+func makeScratchpadAttributes(_ attr: dnnl_primitive_attr_t? = nil) throws -> dnnl_primitive_attr_t {
+    var a = attr
+    if a == nil { try dnnlCheck(dnnl_primitive_attr_create(&a), "attribute creation") }
+    try dnnlCheck(dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user), "scratchpad mode")
+    return a!
 }
 
 /// Describes the layout of a tensor to oneDNN (dims + format tag, or "any" to let a primitive choose).
@@ -90,6 +108,10 @@ final class Primitive: @unchecked Sendable {
     let primitive: dnnl_primitive_t
     let implementation: String
     private var memories: [Int32: dnnl_memory_t] = [:]
+    /// This primitive's own scratchpad (user-managed mode), if it needs one.
+    private let scratchpad: TensorStorage?
+    /// Guards `memories` (re-pointed on every call) should a lane's primitive ever be reached from two threads.
+    private let executionLock = NSLock()
 
     /// Refuse reference kernels (see `DNNLError.referenceKernel`). Tests run with this on.
     nonisolated(unsafe) static var allowReferenceKernels = false
@@ -98,8 +120,10 @@ final class Primitive: @unchecked Sendable {
 
     convenience init(opDesc: UnsafeRawPointer, attr: dnnl_primitive_attr_t?, hint: dnnl_primitive_desc_t? = nil,
          operation: String) throws {
+        let a = try makeScratchpadAttributes(attr)
+        defer { if attr == nil { dnnl_primitive_attr_destroy(a) } }
         var pd: dnnl_primitive_desc_t?
-        try dnnlCheck(dnnl_primitive_desc_create(&pd, opDesc, attr, DNNLRuntime.shared.engine, hint),
+        try dnnlCheck(dnnl_primitive_desc_create(&pd, opDesc, a, DNNLRuntime.shared.engine, hint),
                       "\(operation) descriptor")
         try self.init(descriptor: pd!, operation: operation)
     }
@@ -119,6 +143,8 @@ final class Primitive: @unchecked Sendable {
         descriptor = pd
         primitive = p!
         implementation = impl
+        let scratch = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0).map { MemoryDescriptor(raw: $0.pointee).byteCount } ?? 0
+        scratchpad = scratch > 0 ? TensorStorage(count: (scratch + 3) / 4) : nil
         DNNLRuntime.shared.lock.withLock { _ = Primitive.createdImplementations.insert("\(operation): \(impl)") }
     }
 
@@ -136,15 +162,18 @@ final class Primitive: @unchecked Sendable {
     /// primitive was created with.
     func execute(_ args: [(arg: Int32, pointer: UnsafeMutableRawPointer)]) {
         let rt = DNNLRuntime.shared
-        rt.lock.lock()
-        defer { rt.lock.unlock() }
+        let stream = rt.stream
+        executionLock.lock()
+        defer { executionLock.unlock() }
         var execArgs = [dnnl_exec_arg_t]()
         execArgs.reserveCapacity(args.count + 1)
-        for (arg, ptr) in args {
+        var all = args
+        if let scratchpad { all.append((Int32(DNNL_ARG_SCRATCHPAD), UnsafeMutableRawPointer(scratchpad.pointer))) }
+        for (arg, ptr) in all {
             let mem: dnnl_memory_t
             if let m = memories[arg] {
                 mem = m
-                dnnl_memory_set_data_handle_v2(m, ptr, rt.stream)
+                dnnl_memory_set_data_handle_v2(m, ptr, stream)
             } else {
                 let md = dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, arg)!
                 var m: dnnl_memory_t?
@@ -155,7 +184,7 @@ final class Primitive: @unchecked Sendable {
             }
             execArgs.append(dnnl_exec_arg_t(arg: arg, memory: mem))
         }
-        let status = dnnl_primitive_execute(primitive, rt.stream, Int32(execArgs.count), execArgs)
+        let status = dnnl_primitive_execute(primitive, stream, Int32(execArgs.count), execArgs)
         if status != dnnl_success {
             let detail = args.map { a -> String in
                 let md = dnnl_primitive_desc_query_md(descriptor, dnnl_query_exec_arg_md, a.arg)!.pointee
@@ -163,7 +192,7 @@ final class Primitive: @unchecked Sendable {
             }.joined(separator: ", ")
             preconditionFailure("oneDNN: executing \(implementation) failed (\(status.rawValue)); \(detail)")
         }
-        dnnl_stream_wait(rt.stream)
+        dnnl_stream_wait(stream)
     }
 }
 
@@ -215,7 +244,9 @@ final class Reorder: @unchecked Sendable {
         var s = source.raw, d = destination.raw
         var pd: dnnl_primitive_desc_t?
         let engine = DNNLRuntime.shared.engine
-        try dnnlCheck(dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, nil), "reorder descriptor")
+        let attr = try makeScratchpadAttributes()
+        defer { dnnl_primitive_attr_destroy(attr) }
+        try dnnlCheck(dnnl_reorder_primitive_desc_create(&pd, &s, engine, &d, engine, attr), "reorder descriptor")
         primitive = try Primitive(descriptor: pd!, operation: "reorder")
         self.source = source
         self.destination = destination

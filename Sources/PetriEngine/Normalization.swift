@@ -8,6 +8,7 @@ public final class BatchNormKernels: @unchecked Sendable {
         let shape: [Int]
         let epsilon: Float
         let globalStats: Bool
+        var lane = ComputeLanes.current
     }
 
     public let shape: [Int]
@@ -98,7 +99,7 @@ public enum Activation: Hashable, Sendable {
 }
 
 public final class EltwiseKernels: @unchecked Sendable {
-    struct Key: Hashable { let count: Int; let activation: Activation }
+    struct Key: Hashable { let count: Int; let activation: Activation; var lane = ComputeLanes.current }
     let forward: Primitive
     let backward: Primitive
     let count: Int
@@ -150,7 +151,7 @@ public final class EltwiseKernels: @unchecked Sendable {
 public final class PoolingKernels: @unchecked Sendable {
     public enum Kind: Hashable, Sendable { case max, average }
 
-    struct Key: Hashable { let shape: [Int]; let kind: Kind; let kernel: Int; let stride: Int; let padding: Int }
+    struct Key: Hashable { let shape: [Int]; let kind: Kind; let kernel: Int; let stride: Int; let padding: Int; var lane = ComputeLanes.current }
     let key: Key
     let forward: Primitive
     let backward: Primitive

@@ -313,6 +313,8 @@ public struct ScratchMethod: FittableMethod {
     }
 
     public var isExpensive: Bool { true }
+    /// cnn-mini's kernels are too small for an OpenMP team: fold fits run side by side, a core each.
+    public var fitsRunSideBySide: Bool { true }
     public var name: String {
         "scratch[\(config.name),\(recipe.augmentation),min\(recipe.minimumSteps)" + (recipe.batchSize != 16 ? ",bs\(recipe.batchSize)" : "")
             + (crop < 1 ? ",crop\(crop)" : "") + "]"

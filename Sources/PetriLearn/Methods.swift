@@ -30,10 +30,14 @@ public protocol FewShotMethod {
     func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor
     /// Trains a network (seconds per fit, not milliseconds): `auto` then reuses its inner-fold models.
     var isExpensive: Bool { get }
+    /// Whether several fits may run at once on `ComputeLanes` (single-threaded kernels each): true for
+    /// networks too small to keep both cores busy, and only for methods whose fits share no mutable state.
+    var fitsRunSideBySide: Bool { get }
 }
 
 extension FewShotMethod {
     public var isExpensive: Bool { false }
+    public var fitsRunSideBySide: Bool { false }
 }
 
 /// A classifier fitted by a method: predicts items of a context's dataset (the images it was not trained on).
@@ -255,6 +259,7 @@ public struct AutoMethod: FewShotMethod {
     /// cached features); its choice at 5 images per class is noise from a single 3-fold split (busi seed 0
     /// picked crop 0.7 on 15 images and lost 0.1), averaging splits steadies it.
     public var scaleRepeats = 3
+    public var scaleRepeatsFromTen = 1
     /// Expensive candidates (trained networks) are not refitted on the whole training set: the models of
     /// the inner folds, which predicted the test images alongside their held-out fold, are averaged instead
     /// (an ensemble of k models on (k−1)/k of the data; saves a training run per evaluation).
@@ -330,18 +335,31 @@ public struct AutoMethod: FewShotMethod {
         var extra: Tensor? = extraTest.isEmpty ? nil : Tensor(zeros: [extraTest.count, context.classes])
         var models: [any FittedClassifier] = []
         var own: [Tensor] = []
-        for fold in testFolds {
-            let inFold = Set(fold)
+        // Each fold: (model if kept, probabilities of its held-out items then of `extraTest`).
+        let fitFold = { (f: Int, context: MethodContext) throws -> ((any FittedClassifier)?, Tensor) in
+            let inFold = Set(testFolds[f])
             let innerTrain = train.indices.filter { !inFold.contains($0) }.map { train[$0] }
-            let innerTest = fold.map { train[$0] }
-            let p: Tensor
+            let innerTest = testFolds[f].map { train[$0] }
             if keepModels, let fittable = method as? any FittableMethod {
                 let model = try fittable.fit(train: innerTrain, context: context)
-                models.append(model)
-                p = try model.probabilities(innerTest + extraTest, context: context)
-            } else {
-                p = try method.predict(train: innerTrain, test: innerTest + extraTest, context: context)
+                return (model, try model.probabilities(innerTest + extraTest, context: context))
             }
+            return (nil, try method.predict(train: innerTrain, test: innerTest + extraTest, context: context))
+        }
+        let fitted: [((any FittedClassifier)?, Tensor)]
+        if method.fitsRunSideBySide && testFolds.count > 1 {
+            // Fold fits side by side, one core each; only the first reports progress.
+            fitted = try ComputeLanes.run(testFolds.count) { f in
+                var c = context
+                if f > 0 { c.progress = nil }
+                return try fitFold(f, c)
+            }
+        } else {
+            fitted = try testFolds.indices.map { try fitFold($0, context) }
+        }
+        for (fold, (model, p)) in zip(testFolds, fitted) {
+            let innerTest = fold.map { train[$0] }
+            if let model { models.append(model) }
             own.append(extraTest.isEmpty ? p : p.rows(Array(0..<innerTest.count)))
             s.append(foldScore(own.last!, fold: fold, train: train, context: context))
             if !extraTest.isEmpty {
@@ -375,7 +393,7 @@ public struct AutoMethod: FewShotMethod {
         defer { scores["seconds: scale probes"] = Date().timeIntervalSince(started) }
         let labels = train.map { context.labels[$0] }
         let smallest = (0..<context.classes).map { c in labels.filter { $0 == c }.count }.filter { $0 > 0 }.min() ?? 0
-        let repeats = smallest < 10 ? max(1, scaleRepeats) : 1
+        let repeats = smallest < 10 ? max(1, scaleRepeats) : max(1, scaleRepeatsFromTen)
         let splits = (0..<repeats).compactMap { innerFolds(train: train, context: context, repeat: $0) }
         guard !splits.isEmpty else { return crops[0] }
         var perSplit: [Double: [Double]] = [:], mean: [Double: Double] = [:]

@@ -191,6 +191,10 @@ enum MethodFactory {
         if fast { m.label = "auto-fast" }
         // For studying the selection rule: each candidate's test score in the records (never used to choose).
         m.recordTestScores = ProcessInfo.processInfo.environment["PETRI_AUTO_TEST_SCORES"] == "1"
+        let env = ProcessInfo.processInfo.environment
+        if let r = env["PETRI_X_REPEATS10"].flatMap(Int.init) { m.scaleRepeatsFromTen = r }
+        if let r = env["PETRI_X_REPEATS"].flatMap(Int.init) { m.scaleRepeats = r }
+        if let r = env["PETRI_X_CROP_MARGIN"].flatMap(Double.init) { m.cropMargin = r }
         return m
     }
 

@@ -290,3 +290,45 @@ enum GradientCheck {
         #expect(fused.value.maxAbsDifference(chain.value) < 1e-5)
     }
 }
+
+/// Compute lanes: independent jobs side by side with single-threaded kernels of their own.
+@Suite struct ComputeLaneTests {
+    @Test func lanesGiveTheSameNumbersAsTheMainThread() throws {
+        let g = Conv2DGeometry(batch: 4, height: 12, width: 12, inChannels: 8, outChannels: 16, kernelHeight: 3,
+                               kernelWidth: 3, strideHeight: 1, strideWidth: 1, padTop: 1, padBottom: 1, padLeft: 1,
+                               padRight: 1)
+        var rng = SeededGenerator(seed: 21)
+        let x = Tensor.normal(g.inputShape, std: 1, using: &rng), w = Tensor.normal(g.weightShape, std: 0.3, using: &rng)
+        let gamma = Tensor.uniform([16], low: 0.5, high: 2, using: &rng), beta = Tensor.uniform([16], using: &rng)
+        // conv → batch-statistics BN → fused ReLU + max pool, and the gradient of the input: every kernel kind.
+        let job = { () throws -> (Tensor, Tensor) in
+            let tape = Tape(training: true)
+            let xv = tape.parameter(Parameter(x))
+            let h = try tape.batchNorm(tape.conv2d(xv, tape.constant(w), geometry: g), scale: tape.constant(gamma),
+                                       shift: tape.constant(beta), runningMean: Parameter(Tensor(zeros: [16]), trainable: false),
+                                       runningVariance: Parameter(Tensor(shape: [16], repeating: 1), trainable: false),
+                                       epsilon: 1e-5, momentum: 0.1, useBatchStatistics: true)
+            let y = tape.maxPool(h, kernel: 3, stride: 2, padding: 1, relu: true)
+            let dx = Parameter(x)
+            let tape2 = Tape(training: true)
+            let out2 = tape2.globalAveragePool(tape2.maxPool(try tape2.batchNorm(
+                tape2.conv2d(tape2.parameter(dx), tape2.constant(w), geometry: g), scale: tape2.constant(gamma),
+                shift: tape2.constant(beta), runningMean: Parameter(Tensor(zeros: [16]), trainable: false),
+                runningVariance: Parameter(Tensor(shape: [16], repeating: 1), trainable: false), epsilon: 1e-5,
+                momentum: 0.1, useBatchStatistics: true), kernel: 3, stride: 2, padding: 1, relu: true))
+            tape2.backward(from: out2, seed: Tensor(shape: out2.shape, repeating: 1))
+            return (y.value, dx.gradient!)
+        }
+        let reference = try job()
+        let results = try ComputeLanes.run(3) { _ in (ComputeLanes.current, try job()) }
+        #expect(ComputeLanes.current == 0)
+        for (lane, (y, dx)) in results {
+            #expect(lane >= 1)
+            #expect(y.maxAbsDifference(reference.0) < 1e-4)
+            #expect(dx.maxAbsDifference(reference.1) < 1e-4)
+        }
+        // Errors come back to the caller.
+        struct Boom: Error {}
+        #expect(throws: Boom.self) { _ = try ComputeLanes.run(2) { i in if i == 1 { throw Boom() }; return i } }
+    }
+}
