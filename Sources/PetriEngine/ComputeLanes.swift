@@ -13,7 +13,7 @@ import Glibc
 ///
 /// oneDNN bakes the thread count into a kernel when it is created and (in its default scratchpad mode)
 /// wants a kernel run from the thread that created it; so every kernel cache is keyed by lane, kernels get
-/// their own scratchpad, and a lane is used by one thread at a time.
+/// their own scratchpad, and a lane is used by one thread at a time (nested `run`s take other lanes).
 public enum ComputeLanes {
     private final class LaneBox { let lane: Int; init(_ lane: Int) { self.lane = lane } }
     private static let key: pthread_key_t = {
@@ -50,9 +50,11 @@ public enum ComputeLanes {
         let width = width(for: count)
         let results = Slots<Result<T, Error>>(count: count)
         let next = Counter(), done = DispatchGroup()
-        for lane in 1...max(1, width) {
+        for _ in 1...max(1, width) {
             done.enter()
             let thread = Thread {
+                let lane = lanes.acquire()
+                defer { lanes.release(lane) }
                 let box = LaneBox(lane)
                 pthread_setspecific(key, Unmanaged.passRetained(box).toOpaque())
                 setOpenMPThreads?(1)
@@ -68,6 +70,24 @@ public enum ComputeLanes {
         }
         done.wait()
         return try results.values.map { try $0.get() }
+    }
+
+    /// Lane numbers in use: each worker takes the lowest free one (so kernels are reused from job to job)
+    /// and runs nested `run`s get lanes of their own.
+    private static let lanes = LanePool()
+
+    private final class LanePool: @unchecked Sendable {
+        private var busy = Set<Int>()
+        private let lock = NSLock()
+        func acquire() -> Int {
+            lock.withLock {
+                var lane = 1
+                while busy.contains(lane) { lane += 1 }
+                busy.insert(lane)
+                return lane
+            }
+        }
+        func release(_ lane: Int) { _ = lock.withLock { busy.remove(lane) } }
     }
 
     private final class Counter: @unchecked Sendable {

@@ -17,7 +17,11 @@ public final class FeatureBank {
 
     /// Registers the features `specs` will ask for, so each backbone runs once per view for all its levels.
     public func plan(_ specs: [FeatureSpec]) {
-        for s in specs { for b in s.backbones { plannedLevels[b, default: []].formUnion(s.levels) } }
+        // Written only when something is new: fits running side by side (`ComputeLanes`) call this on
+        // features computed beforehand, and must only read.
+        for s in specs { for b in s.backbones where !Set(s.levels).isSubset(of: plannedLevels[b, default: []]) {
+            plannedLevels[b, default: []].formUnion(s.levels)
+        } }
     }
 
     public init(dataset: Dataset) { self.dataset = dataset }

@@ -191,10 +191,6 @@ enum MethodFactory {
         if fast { m.label = "auto-fast" }
         // For studying the selection rule: each candidate's test score in the records (never used to choose).
         m.recordTestScores = ProcessInfo.processInfo.environment["PETRI_AUTO_TEST_SCORES"] == "1"
-        let env = ProcessInfo.processInfo.environment
-        if let r = env["PETRI_X_REPEATS10"].flatMap(Int.init) { m.scaleRepeatsFromTen = r }
-        if let r = env["PETRI_X_REPEATS"].flatMap(Int.init) { m.scaleRepeats = r }
-        if let r = env["PETRI_X_CROP_MARGIN"].flatMap(Double.init) { m.cropMargin = r }
         return m
     }
 
@@ -218,7 +214,9 @@ enum MethodFactory {
     static func autoCandidates(crop: Double, scratch: Bool = true) -> [any FewShotMethod] {
         let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8, crops: [crop])
         var list: [any FewShotMethod] = [MLPMethod(features: multiLevel)]
-        if scratch { list.append(ScratchMethod(.cnnMini, crop: crop)) }
+        if scratch {
+            list.append(ScratchMethod(.cnnMini, crop: crop))
+        }
         return list
     }
 }
