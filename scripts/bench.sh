@@ -48,6 +48,8 @@ run $BENCH train --bn frozen --iterations "$TRAIN_ITER"
 run $TORCH_PY scripts/bench/torch_bench.py train-frozen "$WEIGHTS" --iterations "$TRAIN_ITER"
 # Training from scratch (cnn-mini, 64 px, batch 16): what `auto`'s from-scratch candidate costs per step.
 run $BENCH scratch --batch 16 --iterations $((ITER * 10))
+# Three such trainings side by side on compute lanes (one core each), as auto's inner-fold fits run.
+run $BENCH scratch --batch 16 --iterations $((ITER * 10)) --lanes 3
 run $TORCH_PY scripts/bench/torch_cnn_mini.py 16 $((ITER * 10))
 # The MLP head `auto` fits on frozen features (162 rows × 4432 features, 300 full-batch AdamW steps).
 run $BENCH mlp --iterations 3
@@ -66,7 +68,7 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 get = {(r["framework"], r["mode"]): r for r in rows}
 print()
 print(f"{'mode':<17}{'framework':<13}{'images/s':>10}{'GFLOP/s':>9}{'peak MB':>9}{'Petri ×':>9}")
-for mode in ["forward", "train-bn-batch", "train-bn-frozen", "scratch", "mlp", "features"]:
+for mode in ["forward", "train-bn-batch", "train-bn-frozen", "scratch", "scratch-3lanes", "mlp", "features"]:
     p = get.get(("petri", mode))
     for fw in ["petri", "pytorch", "onnxruntime"]:
         r = get.get((fw, mode))

@@ -128,11 +128,15 @@ public struct HSVJitter: ImageTransform {
         let ds = Float(1 + Double.random(in: -saturation...saturation, using: &rng))
         let dv = Float(1 + Double.random(in: -value...value, using: &rng))
         var out = image
-        for i in 0..<(image.width * image.height) {
-            var (h, s, v) = rgbToHSV(image.pixels[i * 3], image.pixels[i * 3 + 1], image.pixels[i * 3 + 2])
-            h = (h + dh).truncatingRemainder(dividingBy: 1); if h < 0 { h += 1 }
-            s = min(1, s * ds); v = min(1, v * dv)
-            (out.pixels[i * 3], out.pixels[i * 3 + 1], out.pixels[i * 3 + 2]) = hsvToRGB(h, s, v)
+        out.pixels.withUnsafeMutableBufferPointer { p in
+            for i in 0..<(image.width * image.height) {
+                var (h, s, v) = rgbToHSV(p[i * 3], p[i * 3 + 1], p[i * 3 + 2])
+                // h + dh is in (−1, 2): its fractional part, as fmod(·, 1) then +1 below zero gives.
+                h += dh
+                h -= h.rounded(.down)
+                s = min(1, s * ds); v = min(1, v * dv)
+                (p[i * 3], p[i * 3 + 1], p[i * 3 + 2]) = hsvToRGB(h, s, v)
+            }
         }
         return out
     }
@@ -142,7 +146,7 @@ func rgbToHSV(_ r: Float, _ g: Float, _ b: Float) -> (Float, Float, Float) {
     let mx = max(r, g, b), mn = min(r, g, b), d = mx - mn
     var h: Float = 0
     if d > 0 {
-        if mx == r { h = ((g - b) / d).truncatingRemainder(dividingBy: 6) }
+        if mx == r { h = (g - b) / d }   // in [−1, 1]: fmod(·, 6) would leave it unchanged
         else if mx == g { h = (b - r) / d + 2 }
         else { h = (r - g) / d + 4 }
         h /= 6
@@ -152,7 +156,8 @@ func rgbToHSV(_ r: Float, _ g: Float, _ b: Float) -> (Float, Float, Float) {
 }
 
 func hsvToRGB(_ h: Float, _ s: Float, _ v: Float) -> (Float, Float, Float) {
-    let c = v * s, hp = h * 6, x = c * (1 - abs(hp.truncatingRemainder(dividingBy: 2) - 1)), m = v - c
+    // hp ≥ 0, so hp − 2⌊hp/2⌋ is fmod(hp, 2), exactly (the subtraction is exact for hp < 6).
+    let c = v * s, hp = h * 6, x = c * (1 - abs(hp - 2 * (hp / 2).rounded(.down) - 1)), m = v - c
     let (r, g, b): (Float, Float, Float)
     switch Int(hp) % 6 {
     case 0: (r, g, b) = (c, x, 0)
@@ -214,16 +219,29 @@ public struct GaussianBlur: ImageTransform {
         let total = k.reduce(0, +); k = k.map { $0 / total }
         let w = image.width, h = image.height
         var tmp = FloatImage(width: w, height: h), out = tmp
-        for y in 0..<h { for x in 0..<w { for c in 0..<3 {
-            var acc: Float = 0
-            for (j, kv) in k.enumerated() { acc += kv * image[reflectIndex(x + j - r, w), y, c] }
-            tmp[x, y, c] = acc
-        } } }
-        for y in 0..<h { for x in 0..<w { for c in 0..<3 {
-            var acc: Float = 0
-            for (j, kv) in k.enumerated() { acc += kv * tmp[x, reflectIndex(y + j - r, h), c] }
-            out[x, y, c] = acc
-        } } }
+        // Reflected source positions per output position and tap, computed once (the same sums as a
+        // subscripted loop, in the same order, without the per-tap index arithmetic).
+        let columns = (0..<w).flatMap { x in (0...(2 * r)).map { j in reflectIndex(x + j - r, w) } }
+        let rows = (0..<h).flatMap { y in (0...(2 * r)).map { j in reflectIndex(y + j - r, h) } }
+        let taps = 2 * r + 1
+        image.pixels.withUnsafeBufferPointer { src in
+            tmp.pixels.withUnsafeMutableBufferPointer { dst in
+                for y in 0..<h { for x in 0..<w { for c in 0..<3 {
+                    var acc: Float = 0
+                    for j in 0..<taps { acc += k[j] * src[(y * w + columns[x * taps + j]) * 3 + c] }
+                    dst[(y * w + x) * 3 + c] = acc
+                } } }
+            }
+        }
+        tmp.pixels.withUnsafeBufferPointer { src in
+            out.pixels.withUnsafeMutableBufferPointer { dst in
+                for y in 0..<h { for x in 0..<w { for c in 0..<3 {
+                    var acc: Float = 0
+                    for j in 0..<taps { acc += k[j] * src[(rows[y * taps + j] * w + x) * 3 + c] }
+                    dst[(y * w + x) * 3 + c] = acc
+                } } }
+            }
+        }
         return out
     }
 }

@@ -49,9 +49,9 @@ var rng = SeededGenerator(seed: 0)
 let input = Tensor.uniform([batch, size, size, 3], using: &rng)
 let flopsPerImage = forwardFlopsPerImage(model, size: size)
 
-func report(_ images: Int, _ seconds: Double, flopsPerImage: Double, extra: String = "") {
+func report(_ images: Int, _ seconds: Double, flopsPerImage: Double, extra: String = "", label: String? = nil) {
     let rate = Double(images) / seconds
-    let label = mode == "train" ? "train-bn-\(option("--bn", "batch"))" : mode
+    let label = label ?? (mode == "train" ? "train-bn-\(option("--bn", "batch"))" : mode)
     print(String(format: "{\"framework\": \"petri\", \"mode\": \"%@\", \"batch\": %d, \"images_per_s\": %.2f, \"gflops\": %.1f, \"peak_mb\": %.0f%@}",
                  label, batch, rate, rate * flopsPerImage / 1e9, peakMemoryMB(), extra))
 }
@@ -107,23 +107,29 @@ case "features":
     report(r.kept.count, Date().timeIntervalSince(start), flopsPerImage: flopsPerImage - 2 * 1280 * 1000)
 case "scratch":
     // A small CNN trained from scratch, compute only (random batch, no loader): one optimiser step per
-    // iteration on --batch images at the net's own input size.
-    let net = SmallCNN(SmallCNNConfig.named(option("--net", "cnn-mini"))!, classes: 4, rng: &rng)
-    let side = net.config.inputSize
-    let x = Tensor.uniform([batch, side, side, 3], low: -1, high: 1, using: &rng)
-    let labels = (0..<batch).map { $0 % 4 }
-    let optimizer = AdamW([ParameterGroup(net.trainableParameters)], learningRate: 1e-3)
-    func step() throws {
-        optimizer.zeroGradients()
-        let tape = Tape(training: true)
-        let loss = tape.softmaxCrossEntropy(try net.logits(tape.constant(x), on: tape, rng: &rng), labels: labels, labelSmoothing: 0.1)
-        tape.backward(from: loss)
-        optimizer.step()
+    // iteration on --batch images at the net's own input size. --lanes N: N such trainings side by side on
+    // compute lanes (single-threaded kernels each, as auto's inner-fold fits); images/s is their total.
+    let lanes = Int(option("--lanes", "0"))!
+    let config = SmallCNNConfig.named(option("--net", "cnn-mini"))!
+    let train = { (seed: UInt64) throws -> Void in
+        var rng = SeededGenerator(seed: seed)
+        let net = SmallCNN(config, classes: 4, rng: &rng)
+        let side = net.config.inputSize
+        let x = Tensor.uniform([batch, side, side, 3], low: -1, high: 1, using: &rng)
+        let labels = (0..<batch).map { $0 % 4 }
+        let optimizer = AdamW([ParameterGroup(net.trainableParameters)], learningRate: 1e-3)
+        for _ in 0..<iterations {
+            optimizer.zeroGradients()
+            let tape = Tape(training: true)
+            let loss = tape.softmaxCrossEntropy(try net.logits(tape.constant(x), on: tape, rng: &rng), labels: labels, labelSmoothing: 0.1)
+            tape.backward(from: loss)
+            optimizer.step()
+        }
     }
-    for _ in 0..<3 { try step() }
     let start = Date()
-    for _ in 0..<iterations { try step() }
-    report(batch * iterations, Date().timeIntervalSince(start), flopsPerImage: 0, extra: ", \"net\": \"\(net.config.name)\"")
+    if lanes > 0 { _ = try ComputeLanes.run(lanes) { try train(UInt64($0)) } } else { try train(0) }
+    report(batch * iterations * max(1, lanes), Date().timeIntervalSince(start), flopsPerImage: 0,
+           extra: ", \"net\": \"\(config.name)\", \"lanes\": \(lanes)", label: lanes > 0 ? "scratch-\(lanes)lanes" : nil)
 case "mlp":
     // auto's MLP head fitted on random features of auto's width (Lite0+1+2, stage 6 + head: 4432) —
     // --rows training rows (162: an inner fold of bccd's whole pool); one fit per iteration.

@@ -146,6 +146,26 @@ func ramp(_ w: Int, _ h: Int) -> FloatImage {
         #expect(GaussianBlur().blur(flat, sigma: 1.2).pixels.allSatisfy { abs($0 - 0.4) < 1e-5 })
     }
 
+    @Test func blurOfAnImpulseIsTheGaussianAndReflectsAtBorders() {
+        // σ = 0.5: radius 2, taps ∝ exp(−j²/0.5) for j = −2…2.
+        let raw = (-2...2).map { Foundation.exp(-Double($0 * $0) / 0.5) }
+        let k = raw.map { $0 / raw.reduce(0, +) }
+        var img = FloatImage(width: 9, height: 7, repeating: 0)
+        img[4, 3, 1] = 1
+        let out = GaussianBlur().blur(img, sigma: 0.5)
+        for y in 0..<7 { for x in 0..<9 {
+            let expected = abs(x - 4) <= 2 && abs(y - 3) <= 2 ? k[x - 4 + 2] * k[y - 3 + 2] : 0
+            #expect(abs(Double(out[x, y, 1]) - expected) < 1e-6)
+            #expect(out[x, y, 0] == 0 && out[x, y, 2] == 0)
+        } }
+        // Borders reflect without repeating the edge pixel: for output column 0 the taps at offsets −1 and +1
+        // both read column 1, so an impulse at (1, 0) reaches (0, 0) twice along x.
+        var edge = FloatImage(width: 5, height: 5, repeating: 0)
+        edge[1, 0, 0] = 1
+        let c = GaussianBlur().blur(edge, sigma: 0.5)
+        #expect(abs(Double(c[0, 0, 0]) - 2 * k[3] * k[2]) < 1e-6)
+    }
+
     @Test func padToSquareAndCenterCrop() {
         let img = ramp(6, 4)
         let sq = PadToSquare()(img)
