@@ -61,6 +61,37 @@ import Testing
         #expect(Set(passes).isSubset(of: [3, 2]))
     }
 
+    @Test func autoIsReproducibleWithFitsSideBySide() throws {
+        // Two from-scratch candidates: auto runs them side by side, and each one's 3 inner-fold fits side by
+        // side again (nested compute lanes). The same seed must give the same numbers, bit for bit.
+        let ds = try Self.sample()
+        let tiny = SmallCNNConfig(name: "test-tiny", channels: [8, 16], kernelSize: 3, inputSize: 32)
+        func candidate(_ steps: Int) -> ScratchMethod {
+            var m = ScratchMethod(tiny)
+            m.recipe.minimumSteps = steps
+            m.recipe.epochs = 1
+            m.testTimeAugmentation = false
+            return m
+        }
+        let auto = AutoMethod(candidates: [candidate(12), candidate(16)])
+        let byClass = Dictionary(grouping: ds.items.indices, by: { ds.items[$0].label })
+        let train = (0..<4).flatMap { Array(byClass[$0]!.prefix(12)) }
+        let test = (0..<4).flatMap { Array(byClass[$0]!.dropFirst(12).prefix(3)) }
+        func once() throws -> (AutoMethod.Outcome, Tensor) {
+            let bank = FeatureBank(dataset: ds)
+            bank.useDiskCache = false
+            return try auto.run(train: train, test: test, context: MethodContext(dataset: ds, bank: bank, seed: 7))
+        }
+        let (a, pa) = try once(), (b, pb) = try once()
+        #expect(pa.shape == [test.count, 4])
+        #expect(pa.maxAbsDifference(pb) == 0)
+        #expect(a.chosenLabel == b.chosenLabel)
+        for name in [candidate(12).name, candidate(16).name] {
+            #expect(a.scores[name] == b.scores[name])
+            #expect(a.foldEnsembles[name]!.maxAbsDifference(b.foldEnsembles[name]!) == 0)
+        }
+    }
+
     @Test func savedModelRoundTripsAndPredicts() throws {
         let ds = try Self.sample()
         let bank = FeatureBank(dataset: ds)
