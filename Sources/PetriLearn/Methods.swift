@@ -145,22 +145,28 @@ public struct MLPMethod: FewShotMethod {
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        let x = try features.matrix(context.bank, items: train + test)
+        return try fitHead(train: train, context: context, averaged: x).probabilities(x.rows(test))
+    }
+
+    /// The head fitted on `train`: on view-averaged features, or with `viewRows` on each view's features as
+    /// its own row. Either way it predicts from view-averaged features (averaging the per-view probabilities
+    /// instead scored the same within 0.004 on bccd, PBC and busi at n=5, 10 seeds), so a saved model needs
+    /// nothing more.
+    /// `averaged`: `features.matrix` with at least the rows of `train`, when the caller has it already.
+    public func fitHead(train: [Int], context: MethodContext, averaged: Tensor? = nil) throws -> MLPHead.Fitted {
         let labels = train.map { context.labels[$0] }
         guard viewRows, features.views > 1 else {
-            let x = try features.matrix(context.bank, items: train + test)
-            return head.fit(x.rows(train), labels: labels, classes: context.classes, seed: context.seed).probabilities(x.rows(test))
+            let x = try averaged ?? features.matrix(context.bank, items: train)
+            return head.fit(x.rows(train), labels: labels, classes: context.classes, seed: context.seed)
         }
         let perView = try (0..<features.views).map { v in
             var single = features
             single.views = 1
-            return try single.matrix(context.bank, view: v, items: train + test)
+            return try single.matrix(context.bank, view: v, items: train).rows(train)
         }
-        let model = head.fit(Tensor.concatenate(rows: perView.map { $0.rows(train) }),
-                             labels: Array((0..<perView.count).map { _ in labels }.joined()),
-                             classes: context.classes, seed: context.seed)
-        var sum = Tensor(zeros: [test.count, context.classes])
-        for x in perView { sum.add(model.probabilities(x.rows(test))) }
-        return sum.scaled(by: 1 / Float(perView.count))
+        return head.fit(Tensor.concatenate(rows: perView), labels: Array((0..<perView.count).map { _ in labels }.joined()),
+                        classes: context.classes, seed: context.seed)
     }
 }
 

@@ -71,7 +71,7 @@ struct TrainCommand: ParsableCommand {
                 c = fitted.c
             case let m as MLPMethod where mlp == nil:
                 spec = m.features
-                mlp = SavedModel.MLP(m.head.fit(try spec.matrix(bank), labels: context.labels, classes: context.classes, seed: seed))
+                mlp = SavedModel.MLP(try m.fitHead(train: all, context: context))
             case let s as ScratchMethod where networks == nil:
                 let models = try foldModels[s.name] ?? [s.fit(train: all, context: context)]
                 networks = models.compactMap { ($0 as? FittedNetwork).map(SavedModel.Network.init) }

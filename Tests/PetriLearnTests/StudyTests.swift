@@ -61,6 +61,31 @@ import Testing
         #expect(Set(passes).isSubset(of: [3, 2]))
     }
 
+    /// `viewRows` trains on each view's features as a row and predicts from the view-averaged features; `train`
+    /// saves exactly that head (`fitHead`), so saved models predict what `curve` measured.
+    @Test func mlpOnViewRowsTrainsOnEveryViewAndPredictsFromTheMean() throws {
+        let ds = try Self.sample()
+        let bank = FeatureBank(dataset: ds)
+        bank.useDiskCache = false
+        var method = MLPMethod(features: FeatureSpec(views: 2))
+        method.head.steps = 20
+        method.viewRows = true
+        let context = MethodContext(dataset: ds, bank: bank, seed: 3)
+        let train = [0, 1, 30, 31, 50, 51, 70, 71], test = [5, 40, 60]
+        let fitted = try method.fitHead(train: train, context: context)
+        var single = method.features
+        single.views = 1
+        let rows = try (0..<2).map { try single.matrix(bank, view: $0, items: train).rows(train) }
+        let labels = train.map { context.labels[$0] }
+        let manual = method.head.fit(Tensor.concatenate(rows: rows), labels: labels + labels, classes: context.classes, seed: 3)
+        #expect(fitted.w1.maxAbsDifference(manual.w1) == 0)
+        let averaged = try method.features.matrix(bank, items: train + test)
+        let p = try method.predict(train: train, test: test, context: context)
+        #expect(p.maxAbsDifference(manual.probabilities(averaged.rows(test))) < 1e-6)
+        method.viewRows = false
+        #expect(try method.fitHead(train: train, context: context).w1.maxAbsDifference(manual.w1) > 1e-4)
+    }
+
     @Test func autoIsReproducibleWithFitsSideBySide() throws {
         // Two from-scratch candidates: auto runs them side by side, and each one's 3 inner-fold fits side by
         // side again (nested compute lanes). The same seed must give the same numbers, bit for bit.
