@@ -1,4 +1,5 @@
 import Foundation
+import PetriEval
 
 /// Small SVG chart builders for the report (inline, no scripts, readable offline).
 enum SVG {
@@ -73,6 +74,61 @@ enum SVG {
                 s += "<text x='\(left + barW + 8)' y='\(y + 15)' class='tick'>\(String(format: "%.2f", v))</text>"
             }
         }
+        return s + "</svg>"
+    }
+
+    /// Reliability diagram: per confidence bin, the accuracy (bar) against the diagonal a calibrated model
+    /// would follow; bar opacity grows with the bin's share of images.
+    static func reliability(_ bins: [Calibration.Bin]) -> String {
+        let w = 400.0, h = 330.0, left = 50.0, top = 14.0, size = 260.0
+        let total = Double(max(1, bins.reduce(0) { $0 + $1.count }))
+        func x(_ v: Double) -> Double { left + size * v }
+        func y(_ v: Double) -> Double { top + size * (1 - v) }
+        var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 \(Int(w)) \(Int(h))' class='chart' style='max-width:400px'>"
+        for t in stride(from: 0.0, through: 1.0001, by: 0.2) {
+            s += "<line x1='\(x(0))' x2='\(x(1))' y1='\(y(t))' y2='\(y(t))' stroke='#eee'/>"
+            s += "<text x='\(left - 6)' y='\(y(t) + 4)' text-anchor='end' class='tick'>\(String(format: "%.1f", t))</text>"
+            s += "<text x='\(x(t))' y='\(top + size + 16)' text-anchor='middle' class='tick'>\(String(format: "%.1f", t))</text>"
+        }
+        for b in bins where b.count > 0 {
+            let share = Double(b.count) / total
+            s += "<rect x='\(x(b.lower) + 1)' y='\(y(b.accuracy))' width='\(size * (b.upper - b.lower) - 2)' height='\(size * b.accuracy)' fill='#1b6ca8' opacity='\(0.25 + 0.75 * min(1, share * 4))'><title>confidence \(String(format: "%.1f–%.1f", b.lower, b.upper)): \(b.count) images, accuracy \(String(format: "%.2f", b.accuracy)), mean confidence \(String(format: "%.2f", b.meanConfidence))</title></rect>"
+        }
+        s += "<line x1='\(x(0))' y1='\(y(0))' x2='\(x(1))' y2='\(y(1))' stroke='#e4572e' stroke-dasharray='5 4' stroke-width='1.5'/>"
+        s += "<text x='\(left + size / 2)' y='\(h - 24)' text-anchor='middle' class='axis'>confidence (top probability)</text>"
+        s += "<text transform='translate(14 \(top + size / 2)) rotate(-90)' text-anchor='middle' class='axis'>accuracy</text>"
+        s += "<text x='\(x(0.03))' y='\(y(0.93))' class='legend' fill='#e4572e'>calibrated</text>"
+        return s + "</svg>"
+    }
+
+    /// Risk–coverage curves: accuracy of the accepted images against the share accepted, one line per series.
+    static func accuracyCoverage(_ series: [(name: String, points: [SelectiveClassification.Point])], target: Double?) -> String {
+        let w = 660.0, h = 330.0, left = 50.0, top = 14.0, pw = 300.0, ph = 260.0
+        let lo = max(0, ((series.flatMap { $0.points.map { 1 - $0.risk } }.min() ?? 0) * 10).rounded(.down) / 10)
+        func x(_ v: Double) -> Double { left + pw * v }
+        func y(_ v: Double) -> Double { top + ph * (1 - (v - lo) / max(1 - lo, 1e-9)) }
+        var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 \(Int(w)) \(Int(h))' class='chart' style='max-width:660px'>"
+        for t in stride(from: lo, through: 1.0001, by: 0.1) {
+            s += "<line x1='\(x(0))' x2='\(x(1))' y1='\(y(t))' y2='\(y(t))' stroke='#eee'/>"
+            s += "<text x='\(left - 6)' y='\(y(t) + 4)' text-anchor='end' class='tick'>\(String(format: "%.1f", t))</text>"
+        }
+        for t in stride(from: 0.0, through: 1.0001, by: 0.2) {
+            s += "<text x='\(x(t))' y='\(top + ph + 16)' text-anchor='middle' class='tick'>\(String(format: "%.0f%%", t * 100))</text>"
+        }
+        if let target, target >= lo {
+            s += "<line x1='\(x(0))' x2='\(x(1))' y1='\(y(target))' y2='\(y(target))' stroke='#e4572e' stroke-dasharray='5 4'/>"
+            s += "<text x='\(x(1) + 4)' y='\(y(target) + 4)' class='tick' fill='#e4572e'>\(String(format: "%.0f%%", target * 100))</text>"
+        }
+        for (k, ser) in series.enumerated() {
+            let color = palette[k % palette.count]
+            let pts = [(0.0, 1 - (ser.points.first?.risk ?? 0))] + ser.points.map { ($0.coverage, 1 - $0.risk) }
+            s += "<polyline points='\(pts.map { "\(x($0.0)),\(y($0.1))" }.joined(separator: " "))' fill='none' stroke='\(color)' stroke-width='2'/>"
+            let ly = top + 14 + Double(k) * 20
+            s += "<rect x='\(left + pw + 40)' y='\(ly - 9)' width='14' height='4' fill='\(color)'/>"
+            s += "<text x='\(left + pw + 60)' y='\(ly - 3)' class='legend'>\(escape(ser.name))</text>"
+        }
+        s += "<text x='\(left + pw / 2)' y='\(h - 24)' text-anchor='middle' class='axis'>images accepted (most confident first)</text>"
+        s += "<text transform='translate(14 \(top + ph / 2)) rotate(-90)' text-anchor='middle' class='axis'>accuracy of the accepted</text>"
         return s + "</svg>"
     }
 

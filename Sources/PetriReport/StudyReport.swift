@@ -109,6 +109,53 @@ public enum StudyReport {
         return "data:image/png;base64," + Data(png).base64EncodedString()
     }
 
+    /// "Can you trust its confidence?": reliability of the best method's probabilities, accuracy against the
+    /// share of images accepted for every method, and what a confidence threshold and conformal sets would
+    /// have delivered — calibrated on one half of each seed's test split and checked on the other, then
+    /// swapped (`TriageEstimate`), so no number is measured on the images it was tuned on.
+    static func triageSection(records: [CurveRecord], methods: [String], best: String, size: String, dataset ds: Dataset) -> String {
+        let e = SVG.escape
+        let k = ds.classNames.count
+        func pooled(_ m: String) -> (labels: [Int], probabilities: [[Double]], records: [CurveRecord]) {
+            let rs = records.filter { $0.method == m && $0.sizeLabel == size && !$0.probabilities.isEmpty && $0.probabilities.count == $0.test.count }
+            return (rs.flatMap { $0.test.map { ds.items[$0].label } }, rs.flatMap(\.probabilities), rs)
+        }
+        let mine = pooled(best)
+        guard !mine.labels.isEmpty else { return "" }
+        let target = 0.95, alpha = 0.1
+        let estimates = mine.records.map { r in
+            TriageEstimate(labels: r.test.map { ds.items[$0].label }, probabilities: r.probabilities, classes: k,
+                           targetAccuracy: target, alpha: alpha, seed: r.seed)
+        }
+        func mean(_ v: [Double]) -> Double { v.isEmpty ? .nan : v.reduce(0, +) / Double(v.count) }
+        let ece = mean(estimates.map(\.calibrationError)), eceT = mean(estimates.map(\.calibrationErrorTempered))
+        let t = mean(estimates.map(\.temperature))
+        let accepted = mean(estimates.map(\.acceptedFraction))
+        let acceptedRight = estimates.compactMap(\.acceptedAccuracy)
+        let coverage = mean(estimates.map(\.setCoverage)), setSize = mean(estimates.map(\.meanSetSize))
+        let singles = mean(estimates.map(\.singletonFraction))
+        let halves = estimates.map { $0.images / 2 }.min() ?? 0
+        var h = "<h2>Can you trust its confidence? — \(e(best)), n = \(e(size))</h2>"
+        h += "<p class='sub'>Left: accuracy per confidence bin of the test predictions (all seeds); bars on the dashed line mean the probabilities can be taken at face value, bars below it mean overconfidence. Right: accuracy of the images a method is surest of, as it accepts more of them — a person checks the rest.</p>"
+        let curves = methods.compactMap { m -> (name: String, points: [SelectiveClassification.Point])? in
+            let p = pooled(m)
+            return p.labels.isEmpty ? nil : (m, SelectiveClassification.riskCoverage(labels: p.labels, probabilities: p.probabilities))
+        }
+        h += "<div class='grid'>" + SVG.reliability(Calibration.reliability(labels: mine.labels, probabilities: mine.probabilities))
+            + SVG.accuracyCoverage(Array(curves.prefix(6)), target: target) + "</div>"
+        let pct = { (v: Double) in String(format: "%.0f%%", v * 100) }
+        h += "<p>Calibrated on one half of each test split and checked on the other half (then the halves swapped; \(estimates.count) seed\(estimates.count == 1 ? "" : "s"), \(halves)+ images per half):</p><ul>"
+        h += "<li><b>Calibration</b>: expected calibration error \(String(format: "%.3f", ece)) as predicted, \(String(format: "%.3f", eceT)) after temperature scaling (T = \(String(format: "%.2f", t)): \(t > 1.05 ? "the model is overconfident" : t < 0.95 ? "the model is underconfident" : "about right")).</li>"
+        h += acceptedRight.isEmpty
+            ? "<li><b>Abstention</b>: no confidence threshold reached \(pct(target)) accuracy on the calibration halves: every prediction needs a person's check at this training size.</li>"
+            : "<li><b>Abstention</b>: a confidence threshold set for \(pct(target)) accuracy would have accepted \(pct(accepted)) of the images, and \(pct(mean(acceptedRight))) of those were right.</li>"
+        h += "<li><b>Prediction sets</b> (split conformal, aiming at \(pct(1 - alpha))): the set held the true class for \(pct(coverage)) of the images, with \(String(format: "%.2f", setSize)) classes on average; \(pct(singles)) were a single class.</li></ul>"
+        if halves < 20 {
+            h += "<p class='note'>Fewer than 20 calibration images per half: these figures are rough (a conformal threshold at 95% needs at least 19 calibration images).</p>"
+        }
+        return h
+    }
+
     public static func html(_ input: StudyReportInput) -> String {
         let ds = input.dataset
         // Held-out results of fold ensembles (k-fold mode) get their own table; the rest are curves.
@@ -223,6 +270,10 @@ public enum StudyReport {
                 }
                 h += "</div>"
             }
+        }
+
+        if let best = bestAtLargest, let largest = sizes.last {
+            h += triageSection(records: records, methods: methods, best: best, size: largest, dataset: ds)
         }
 
         if !input.activationMaps.isEmpty {
