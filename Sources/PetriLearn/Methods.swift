@@ -310,6 +310,21 @@ public struct AutoMethod: FewShotMethod {
         /// The inner-fold models of expensive candidates, by name, when `select` was asked to keep them.
         public var foldModels: [String: [any FittedClassifier]] = [:]
 
+        /// Out-of-fold probabilities of each candidate scored by inner cross-validation, by name: `[train, classes]`,
+        /// row i predicted by the inner-fold model that did not see training image i (empty below `blendBelow`).
+        public var outOfFold: [String: Tensor] = [:]
+
+        /// Out-of-fold probabilities of `method` (a candidate, or a blend as the mean of its members'), when
+        /// inner cross-validation ran: what calibration and abstention thresholds are fitted on.
+        public func outOfFoldProbabilities(_ method: any FewShotMethod) -> Tensor? {
+            if let p = outOfFold[method.name] { return p }
+            guard let blend = method as? EnsembleMethod else { return nil }
+            let parts = blend.members.compactMap { outOfFold[$0.name] }
+            guard parts.count == blend.members.count, var sum = parts.first else { return nil }
+            for q in parts.dropFirst() { sum.add(q) }
+            return sum.scaled(by: 1 / Float(parts.count))
+        }
+
         /// Test probabilities of candidates already refitted on the whole training set (for the diagnostics
         /// of `recordTestScores`, so that they are not fitted twice).
         public var refitPredictions: [String: Tensor] = [:]
@@ -496,6 +511,13 @@ public struct AutoMethod: FewShotMethod {
             scores[candidate.name] = r.score
             scores["seconds: " + candidate.name] = seconds
             if let e = r.extra { outcome.foldEnsembles[candidate.name] = e }
+            var oof = Tensor(zeros: [train.count, context.classes])
+            for (fold, p) in zip(testFolds, r.foldProbabilities) {
+                for (row, position) in fold.enumerated() {
+                    for c in 0..<context.classes { oof[flat: position * context.classes + c] = p[flat: row * context.classes + c] }
+                }
+            }
+            outcome.outOfFold[candidate.name] = oof
             if !r.models.isEmpty { outcome.foldModels[candidate.name] = r.models }
             if results.count > 1, challengerWins(r.perFold, baseline: results[0].perFold, bestGain: &bestGain) {
                 outcome.chosen = candidate

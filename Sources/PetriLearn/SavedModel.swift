@@ -1,6 +1,7 @@
 import Foundation
 import PetriData
 import PetriEngine
+import PetriEval
 import PetriNN
 
 /// A trained classifier as a versioned file: the frozen-feature recipe (backbones, levels, views,
@@ -69,6 +70,50 @@ public struct SavedModel: Codable, Sendable {
         }
     }
 
+    /// How far to trust a prediction, fitted on out-of-fold predictions of the training images (each predicted
+    /// by an inner cross-validation model that never saw it, as `auto` already computes them): a temperature
+    /// for the probabilities, the confidence from which a prediction is accepted without review, and a
+    /// split-conformal score threshold for prediction sets. The final model is refitted on every training image
+    /// (or is the fold models' average), so these are close to, not exactly, its own calibration — cross-fitted
+    /// estimates of the kind the report checks on test images.
+    public struct Triage: Codable, Sendable {
+        public var temperature: Double
+        /// Predictions whose (tempered) confidence reaches `acceptThreshold` were right at least this often
+        /// out of fold; nil threshold: no confidence level did, so every prediction needs review.
+        public var targetAccuracy: Double
+        public var acceptThreshold: Double?
+        /// Share of the training images the threshold accepted out of fold.
+        public var acceptedFraction: Double
+        /// Conformal sets aim to hold the true class for a share 1 − α of images; nil threshold: too few
+        /// calibration images for that α (the set is every class).
+        public var alpha: Double
+        public var conformalThreshold: Double?
+        public var calibrationImages: Int
+        public var outOfFoldBalancedAccuracy: Double
+
+        public init(labels: [Int], probabilities: [[Double]], classes: Int, targetAccuracy: Double = 0.95, alpha: Double = 0.1) {
+            temperature = Calibration.fitTemperature(labels: labels, probabilities: probabilities)
+            let tempered = Calibration.tempered(probabilities, temperature: temperature)
+            self.targetAccuracy = targetAccuracy
+            acceptThreshold = SelectiveClassification.threshold(forAccuracy: targetAccuracy, labels: labels, probabilities: tempered)
+            let confidences = tempered.map { $0.max() ?? 0 }
+            acceptedFraction = acceptThreshold.map { t in Double(confidences.filter { $0 >= t }.count) / Double(max(1, labels.count)) } ?? 0
+            self.alpha = alpha
+            conformalThreshold = ConformalPrediction.threshold(labels: labels, probabilities: tempered, alpha: alpha)
+            calibrationImages = labels.count
+            let predictions = tempered.map { p in p.indices.max { p[$0] < p[$1] } ?? 0 }
+            outOfFoldBalancedAccuracy = Metrics.balancedAccuracy(labels: labels, predictions: predictions, classes: classes)
+        }
+
+        /// The tempered probabilities of one image, whether it is accepted without review, and its prediction
+        /// set (most probable class first).
+        public func apply(_ probabilities: [Double]) -> (probabilities: [Double], accepted: Bool, set: [Int]) {
+            let p = Calibration.tempered([probabilities], temperature: temperature)[0]
+            let accepted = acceptThreshold.map { (p.max() ?? 0) >= $0 } ?? false
+            return (p, accepted, ConformalPrediction.predictionSet(p, threshold: conformalThreshold))
+        }
+    }
+
     public var format = SavedModel.formatName
     public var version = SavedModel.currentVersion
     public var classNames: [String]
@@ -83,6 +128,8 @@ public struct SavedModel: Codable, Sendable {
     public var regularisation: Double?
     public var mlp: MLP?
     public var networks: [Network]?
+    /// Calibration and triage rules (absent when training had too few images for inner cross-validation).
+    public var triage: Triage?
     /// Provenance: how and on what it was trained.
     public var method: String
     public var trainedOn: String

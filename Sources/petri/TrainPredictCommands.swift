@@ -38,8 +38,19 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Seed for the inner cross-validation and for training.")
     var seed: UInt64 = 0
 
+    @Option(help: "Accuracy the predictions marked 'accept' should reach (calibrated on out-of-fold predictions; auto only).")
+    var targetAccuracy = 0.95
+
+    @Option(help: "Share of images whose prediction set should hold the true class (split conformal; auto only).")
+    var coverage = 0.9
+
     @Flag(help: "No progress output.")
     var quiet = false
+
+    func validate() throws {
+        guard targetAccuracy > 0, targetAccuracy <= 1 else { throw ValidationError("--target-accuracy must be in (0, 1]") }
+        guard coverage > 0, coverage < 1 else { throw ValidationError("--coverage must be in (0, 1)") }
+    }
 
     func run() throws {
         let ds = try dataset.load(quiet: quiet)
@@ -52,11 +63,18 @@ struct TrainCommand: ParsableCommand {
         context.progress = bank.progress
         let all = Array(ds.items.indices)
         var chosen = method, scores: [String: Double] = [:], foldModels: [String: [any FittedClassifier]] = [:]
+        var triage: SavedModel.Triage?
         if let auto = method as? AutoMethod {
             let outcome = try auto.select(train: all, keepModels: true, context: context)
             chosen = outcome.chosen
             scores = outcome.scores
             foldModels = outcome.foldModels
+            if let oof = outcome.outOfFoldProbabilities(chosen) {
+                let k = context.classes
+                let rows = (0..<all.count).map { i in (0..<k).map { Double(oof[flat: i * k + $0]) } }
+                triage = SavedModel.Triage(labels: context.labels, probabilities: rows, classes: k,
+                                           targetAccuracy: targetAccuracy, alpha: 1 - coverage)
+            }
         }
         var spec = FeatureSpec(backbones: [], levels: [], views: 1, crops: [1])
         var head: LogisticRegression.Fitted?, c: Double?, mlp: SavedModel.MLP?, networks: [SavedModel.Network]?
@@ -80,11 +98,12 @@ struct TrainCommand: ParsableCommand {
             }
         }
         let formatter = ISO8601DateFormatter()
-        let model = SavedModel(
+        var model = SavedModel(
             classNames: ds.classNames, backbones: spec.backbones, levels: spec.levels.map(\.description), views: spec.views,
             crops: spec.crops, preprocessing: "none", head: head, regularisation: c, mlp: mlp, networks: networks,
             method: chosen.name, trainedOn: ds.root.path, dataHash: datasetHash(ds), trainingImages: ds.items.count,
             innerCVBalancedAccuracy: scores[chosen.name], created: formatter.string(from: Date()), petriVersion: PetriVersion.string)
+        model.triage = triage
         try model.write(to: URL(fileURLWithPath: out))
         print("model: \(out)")
         let detail = c.map { ", C = \($0)" }
@@ -92,6 +111,17 @@ struct TrainCommand: ParsableCommand {
         print("recipe: \(chosen.name)\(detail), \(ds.items.count) images, \(ds.classNames.count) classes")
         if let s = scores[chosen.name] {
             print(String(format: "3-fold cross-validated balanced accuracy of this recipe: %.3f", s))
+        }
+        if let t = triage {
+            let accept = t.acceptThreshold.map {
+                String(format: "predictions with confidence ≥ %.3f are marked 'accept' (out of fold: %.0f%% of images, right ≥ %.0f%% of the time); the rest 'review'", $0, t.acceptedFraction * 100, t.targetAccuracy * 100)
+            } ?? String(format: "no confidence level reached %.0f%% accuracy out of fold: every prediction is marked 'review'", t.targetAccuracy * 100)
+            print(String(format: "calibration (out-of-fold predictions of %d images): temperature %.2f; ", t.calibrationImages, t.temperature) + accept)
+            print(t.conformalThreshold == nil
+                  ? String(format: "prediction sets: too few images for %.0f%% coverage; every set holds every class", (1 - t.alpha) * 100)
+                  : String(format: "prediction sets aim to hold the true class for %.0f%% of images", (1 - t.alpha) * 100))
+        } else if method is AutoMethod {
+            print("no calibration saved: inner cross-validation needs at least \(AutoMethod(candidates: []).blendBelow) images per class; predictions carry no accept/review mark")
         }
     }
 }
@@ -144,12 +174,26 @@ struct PredictCommand: ParsableCommand {
         let p = try saved.probabilities(ds, file: model) { stage, d, t in stages.update(stage, d, t) }
         let k = saved.classNames.count
         func csvField(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
-        var csv = "path,label,confidence," + saved.classNames.map { csvField("p_" + $0) }.joined(separator: ",") + "\n"
+        // With calibration in the model: tempered probabilities, an accept/review mark and the prediction set.
+        let triage = saved.triage
+        var csv = "path,label,confidence," + (triage == nil ? "" : "triage,set,")
+            + saved.classNames.map { csvField("p_" + $0) }.joined(separator: ",") + "\n"
+        var accepted = 0
         for (i, item) in ds.items.enumerated() {
-            let row = (0..<k).map { p[flat: i * k + $0] }
+            var row = (0..<k).map { Double(p[flat: i * k + $0]) }
+            var marks = ""
+            if let triage {
+                let t = triage.apply(row)
+                row = t.probabilities
+                if t.accepted { accepted += 1 }
+                marks = (t.accepted ? "accept," : "review,") + csvField(t.set.map { saved.classNames[$0] }.joined(separator: "|")) + ","
+            }
             let best = row.indices.max { row[$0] < row[$1] }!
-            csv += "\(csvField(item.path)),\(csvField(saved.classNames[best])),\(String(format: "%.4f", row[best])),"
+            csv += "\(csvField(item.path)),\(csvField(saved.classNames[best])),\(String(format: "%.4f", row[best])),\(marks)"
                 + row.map { String(format: "%.4f", $0) }.joined(separator: ",") + "\n"
+        }
+        if let triage, !quiet {
+            printError("\(accepted) of \(ds.items.count) predictions marked 'accept' (confidence at which \(String(format: "%.0f%%", triage.targetAccuracy * 100)) of out-of-fold predictions were right); check the 'review' ones")
         }
         if let out {
             try Data(csv.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)

@@ -86,6 +86,53 @@ import Testing
         #expect(try method.fitHead(train: train, context: context).w1.maxAbsDifference(manual.w1) > 1e-4)
     }
 
+    /// Each candidate's out-of-fold probabilities are its inner-fold models' predictions of their held-out
+    /// images: scored fold by fold they give back the inner-CV score `auto` chose by; a blend's are the mean.
+    @Test func outOfFoldProbabilitiesReproduceTheInnerScores() throws {
+        let ds = try Self.sample()
+        let bank = FeatureBank(dataset: ds)
+        bank.useDiskCache = false
+        let context = MethodContext(dataset: ds, bank: bank, seed: 5)
+        let candidates: [any FewShotMethod] = [LinearProbeMethod(), NearestNeighbourMethod(.prototype)]
+        let auto = AutoMethod(candidates: candidates)
+        let train = Array(ds.items.indices)
+        let outcome = try auto.select(train: train, context: context)
+        let folds = try #require(auto.innerFolds(train: train, context: context, repeat: 0))
+        for c in candidates {
+            let oof = try #require(outcome.outOfFold[c.name])
+            #expect(oof.shape == [train.count, 4])
+            let perFold = folds.map { fold in
+                auto.foldScore(oof.rows(fold), fold: fold, train: train, context: context)
+            }
+            #expect(abs(perFold.reduce(0, +) / Double(folds.count) - outcome.scores[c.name]!) < 1e-12)
+        }
+        let blend = EnsembleMethod(candidates)
+        let mean = try #require(outcome.outOfFoldProbabilities(blend))
+        let expected = (outcome.outOfFold[candidates[0].name]! + outcome.outOfFold[candidates[1].name]!).scaled(by: 0.5)
+        #expect(mean.maxAbsDifference(expected) < 1e-6)
+        // Below 10 images per class there is no inner cross-validation, hence nothing to calibrate on.
+        let few = [0, 1, 2, 24, 25, 26, 44, 45, 46, 60, 61, 62]
+        #expect(try auto.select(train: few, context: context).outOfFold.isEmpty)
+    }
+
+    /// The saved calibration: temperature, accept threshold and conformal threshold fitted on out-of-fold
+    /// predictions, applied to new probabilities, and kept through the model file.
+    @Test func savedTriageRulesFitAndApply() throws {
+        // 20 images at confidence 0.9 of which 16 right, 20 at 0.6 of which 10 right (two classes).
+        var labels: [Int] = [], probabilities: [[Double]] = []
+        for i in 0..<20 { labels.append(i < 16 ? 0 : 1); probabilities.append([0.9, 0.1]) }
+        for i in 0..<20 { labels.append(i < 10 ? 1 : 0); probabilities.append([0.4, 0.6]) }
+        let t = SavedModel.Triage(labels: labels, probabilities: probabilities, classes: 2, targetAccuracy: 0.8, alpha: 0.2)
+        #expect(t.calibrationImages == 40)
+        let sure = Calibration.tempered([[0.9, 0.1]], temperature: t.temperature)[0][0]
+        #expect(abs(try #require(t.acceptThreshold) - sure) < 1e-12)   // only the 0.9 group is ≥ 80% right
+        #expect(t.acceptedFraction == 0.5)
+        #expect(t.apply([0.9, 0.1]).accepted && !t.apply([0.4, 0.6]).accepted)
+        #expect(t.apply([0.4, 0.6]).set.count == 2)                    // unsure: both classes in the set
+        let back = try JSONDecoder().decode(SavedModel.Triage.self, from: JSONEncoder().encode(t))
+        #expect(back.acceptThreshold == t.acceptThreshold && back.conformalThreshold == t.conformalThreshold)
+    }
+
     @Test func autoIsReproducibleWithFitsSideBySide() throws {
         // Two from-scratch candidates: auto runs them side by side, and each one's 3 inner-fold fits side by
         // side again (nested compute lanes). The same seed must give the same numbers, bit for bit.
