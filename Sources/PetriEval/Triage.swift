@@ -148,11 +148,14 @@ public enum ConformalPrediction {
         return scores[rank - 1]
     }
 
-    /// Classes whose score 1 − p is at most `threshold` (nil threshold: every class), most probable first.
+    /// Classes whose score 1 − p is at most `threshold` (nil threshold: every class), most probable first —
+    /// and never empty: the top class is always in. The score alone leaves a set empty when no class is
+    /// likely enough (9% of 400 unseen PBC images at 90%); adding the top class only raises coverage.
     public static func predictionSet(_ probabilities: [Double], threshold: Double?) -> [Int] {
         let order = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }
         guard let q = threshold else { return order }
-        return order.filter { 1 - probabilities[$0] <= q + 1e-12 }
+        let set = order.filter { 1 - probabilities[$0] <= q + 1e-12 }
+        return set.isEmpty ? Array(order.prefix(1)) : set
     }
 }
 

@@ -42,6 +42,7 @@ import Testing
         #expect(ConformalPrediction.threshold(labels: labels, probabilities: probabilities, alpha: 0.1) == nil)
         #expect(ConformalPrediction.predictionSet([0.25, 0.75], threshold: 0.8) == [1, 0])
         #expect(ConformalPrediction.predictionSet([0.1, 0.9], threshold: 0.8) == [1])
+        #expect(ConformalPrediction.predictionSet([0.5, 0.3, 0.2], threshold: 0.1) == [0])   // never empty
         #expect(ConformalPrediction.predictionSet([0.2, 0.5, 0.3], threshold: nil) == [1, 2, 0])
         // 19 calibration images are the fewest that give a finite threshold at α = 0.05 (protocol.md).
         let p19 = [[Double]](repeating: [0.9, 0.1], count: 19)
