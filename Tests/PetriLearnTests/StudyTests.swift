@@ -133,6 +133,34 @@ import Testing
         #expect(back.acceptThreshold == t.acceptThreshold && back.conformalThreshold == t.conformalThreshold)
     }
 
+    /// Purification's out-of-fold predictions: every asked item predicted once, by a model of the other folds;
+    /// rows not asked for stay zero. Outlier scores single out an image unlike the rest.
+    @Test func purificationPredictsEveryImageOutOfFoldAndFindsTheOddOne() throws {
+        let ds = try Self.sample()
+        let bank = FeatureBank(dataset: ds)
+        bank.useDiskCache = false
+        let context = MethodContext(dataset: ds, bank: bank, seed: 2)
+        let items = Array(0..<ds.items.count).filter { $0 % 7 != 0 }
+        let p = try Purification.outOfFoldProbabilities(NearestNeighbourMethod(.prototype), items: items, folds: 4, context: context)
+        let k = ds.classNames.count
+        for i in 0..<ds.items.count {
+            let sum = (0..<k).reduce(Float(0)) { $0 + p[flat: i * k + $1] }
+            #expect(abs(sum - (items.contains(i) ? 1 : 0)) < 1e-4)
+        }
+        // Frozen features separate white-cell types well above chance out of fold.
+        let predicted = items.map { i in (0..<k).max { p[flat: i * k + $0] < p[flat: i * k + $1] }! }
+        #expect(Metrics.balancedAccuracy(labels: items.map { ds.items[$0].label }, predictions: predicted, classes: k) > 0.5)
+        // Nine points in a tight bundle and one orthogonal to it.
+        var x = Tensor(zeros: [10, 3])
+        for i in 0..<9 { x[flat: i * 3] = 1; x[flat: i * 3 + 1] = Float(i) * 0.01 }
+        x[flat: 9 * 3 + 2] = 1
+        let scores = Purification.outlierScores(x, items: Array(0..<10), neighbours: 3)
+        #expect(Purification.outliers(scores).first == 9)
+        #expect(abs(scores[9] - 1) < 1e-6 && scores.dropLast().allSatisfy { $0 < 0.01 })
+        // Median 1, median absolute deviation 0.05 (robust sd 0.074): only 5 is beyond 3.5 of them.
+        #expect(Purification.outliers([1, 1.1, 0.9, 1, 1.05, 0.95, 5]) == [6])
+    }
+
     @Test func autoIsReproducibleWithFitsSideBySide() throws {
         // Two from-scratch candidates: auto runs them side by side, and each one's 3 inner-fold fits side by
         // side again (nested compute lanes). The same seed must give the same numbers, bit for bit.

@@ -84,3 +84,21 @@ import Testing
         #expect(e.setCoverage >= 0.9 && e.meanSetSize > 1)
     }
 }
+
+/// Confident learning on a case worked out by hand.
+@Suite struct LabelIssueTests {
+    @Test func confidentJointOffDiagonalIsFlaggedMostSuspectFirst() {
+        // Class 0 images: p0 = 0.9, 0.8, 0.1 → t0 = 0.6. Class 1 images: p1 = 0.7, 0.9, 0.5 → t1 = 0.7.
+        let labels = [0, 0, 0, 1, 1, 1]
+        let p: [[Double]] = [[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.3, 0.7], [0.1, 0.9], [0.5, 0.5]]
+        let t = LabelIssues.thresholds(labels: labels, probabilities: p, classes: 2)
+        #expect(abs(t[0] - 0.6) < 1e-12 && abs(t[1] - 0.7) < 1e-12)
+        // Image 2 (labelled 0, p1 = 0.9 ≥ 0.7): an issue. Image 5 (labelled 1, p0 = 0.5 < 0.6, p1 = 0.5 < 0.7):
+        // no class is confident, so it is not flagged. Image 3 (p1 = 0.7 ≥ t1): its own class, fine.
+        let issues = LabelIssues.find(labels: labels, probabilities: p, classes: 2)
+        #expect(issues == [LabelIssues.Issue(index: 2, given: 0, suggested: 1, givenProbability: 0.1, suggestedProbability: 0.9)])
+        // Two disputed images come most suspect first.
+        let more = LabelIssues.find(labels: labels + [1], probabilities: p + [[0.95, 0.05]], classes: 2)
+        #expect(more.map(\.index) == [6, 2])
+    }
+}
