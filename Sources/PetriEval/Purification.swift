@@ -11,6 +11,11 @@ public enum LabelIssues {
         /// Out-of-fold probability of the given label (lower: more suspect) and of the suggested one.
         public var givenProbability: Double
         public var suggestedProbability: Double
+
+        public init(index: Int, given: Int, suggested: Int, givenProbability: Double, suggestedProbability: Double) {
+            self.index = index; self.given = given; self.suggested = suggested
+            self.givenProbability = givenProbability; self.suggestedProbability = suggestedProbability
+        }
     }
 
     /// Per-class thresholds: the mean out-of-fold probability of class j over the images labelled j (the

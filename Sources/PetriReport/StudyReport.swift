@@ -18,6 +18,11 @@ public struct StudyReportInput {
     public var notes: [String]
     /// Class activation maps of a sample of test images (optional).
     public var activationMaps: [ClassActivationMaps.Example] = []
+    /// Likely label errors and outliers over the whole dataset (`petri purify`'s findings), optional.
+    public var labelIssues: [LabelIssues.Issue] = []
+    public var outliers: [Int] = []
+    /// How the findings were made, for the section's subtitle (nil: no purification ran).
+    public var purificationRecipe: String?
 
     public init(dataset: Dataset, records: [CurveRecord], embedding: Tensor?, command: String, seeds: [UInt64],
                 dataHash: String, versions: [String: String], seconds: Double, notes: [String] = []) {
@@ -274,6 +279,29 @@ public enum StudyReport {
 
         if let best = bestAtLargest, let largest = sizes.last {
             h += triageSection(records: records, methods: methods, best: best, size: largest, dataset: ds)
+        }
+
+        if let recipe = input.purificationRecipe {
+            h += "<h2>Labels to check</h2><p class='sub'>\(e(recipe)) Most suspect first; nothing was changed. <code>petri purify</code> lists them all as CSV.</p>"
+            if input.labelIssues.isEmpty && input.outliers.isEmpty {
+                h += "<p>No likely label errors or outliers found.</p>"
+            }
+            if !input.labelIssues.isEmpty {
+                h += "<p><b>\(input.labelIssues.count)</b> likely label error\(input.labelIssues.count == 1 ? "" : "s") (\(String(format: "%.1f", 100 * Double(input.labelIssues.count) / Double(max(1, ds.items.count))))% of the images):</p><div class='grid'>"
+                for issue in input.labelIssues.prefix(16) {
+                    let item = ds.items[issue.index]
+                    h += "<div class='card'><img src='\(thumbnail(ds, item) ?? "")' alt=''><br>labelled <b>\(e(ds.classNames[issue.given]))</b> (\(String(format: "%.2f", issue.givenProbability)))<br>looks like <span style='color:#e4572e'>\(e(ds.classNames[issue.suggested]))</span> (\(String(format: "%.2f", issue.suggestedProbability)))<br><span class='sub' title='\(e(item.relativePath))'>\(e((item.relativePath as NSString).lastPathComponent))</span></div>"
+                }
+                h += "</div>"
+            }
+            if !input.outliers.isEmpty {
+                h += "<p><b>\(input.outliers.count)</b> outlier\(input.outliers.count == 1 ? "" : "s") (unlike any other image: a wrong modality, an artefact, an empty field?):</p><div class='grid'>"
+                for i in input.outliers.prefix(8) {
+                    let item = ds.items[i]
+                    h += "<div class='card'><img src='\(thumbnail(ds, item) ?? "")' alt=''><br><b>\(e(ds.classNames[item.label]))</b><br><span class='sub' title='\(e(item.relativePath))'>\(e((item.relativePath as NSString).lastPathComponent))</span></div>"
+                }
+                h += "</div>"
+            }
         }
 
         if !input.activationMaps.isEmpty {

@@ -15,7 +15,8 @@ struct StudyCommand: ParsableCommand {
             Runs the few-shot protocol (see `petri curve`) for several methods — by default Petri's `auto`, \
             ImageNet frozen features with a linear probe (plain and with dihedral test-time averaging), nearest \
             class prototypes, a small CNN trained from scratch, and a random-feature control — and writes a self-contained HTML report (learning \
-            curves, per-class recall, confusion matrix, most-misclassified images, a 2-D map of the images) and \
+            curves, per-class recall, confusion matrix, most-misclassified images, whether confidence can be \
+            trusted, labels to check, a 2-D map of the images) and \
             a JSON run record (config, seeds, data hash, versions, every per-seed result). The run is also \
             recorded in the run store (see `petri runs`); --resume continues an interrupted one.
 
@@ -57,6 +58,21 @@ struct StudyCommand: ParsableCommand {
 
     @Option(help: "kfold: fraction of each class held out.")
     var holdout = 0.1
+
+    /// The central crop `auto` chose most often in `records` (1 when none), read from the chosen recipe's name.
+    static func usualCrop(_ records: [CurveRecord]) -> Double {
+        var counts: [Double: Int] = [:]
+        for r in records {
+            guard let chosen = r.chosen else { continue }
+            var crop = 1.0
+            if let range = chosen.range(of: ",crop") {
+                let digits = chosen[range.upperBound...].prefix { $0.isNumber || $0 == "." }
+                crop = Double(digits) ?? 1
+            }
+            counts[crop, default: 0] += 1
+        }
+        return counts.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key ?? 1
+    }
 
     func run() throws {
         guard ["few-shot", "kfold"].contains(protocol_) else {
@@ -125,6 +141,27 @@ struct StudyCommand: ParsableCommand {
                 backbone: backbone)
         } catch {
             printError("warning: activation maps skipped: \(error)")
+        }
+        // Labels to check: out-of-fold predictions of every image by auto's MLP recipe at the crop auto chose
+        // most often at the largest size (`petri purify`); cheap, the features are mostly cached by now.
+        do {
+            let crop = Self.usualCrop(records.filter { $0.method == "auto" && $0.sizeLabel == (sizeList.last.map { $0.map(String.init) ?? "all" } ?? "all") })
+            let smallest = ds.classCounts.filter { $0 > 0 }.min() ?? 0
+            let folds = min(5, smallest)
+            if folds >= 2 {
+                var context = MethodContext(dataset: ds, bank: bank, seed: seedList[0])
+                context.progress = bank.progress
+                let spec = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8, crops: [crop])
+                let all = Array(ds.items.indices)
+                let p = try Purification.outOfFoldProbabilities(MLPMethod(features: spec), items: all, folds: folds, context: context)
+                let k = ds.classNames.count
+                report.labelIssues = LabelIssues.find(labels: ds.items.map(\.label),
+                                                      probabilities: all.map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }, classes: k)
+                report.outliers = Purification.outliers(Purification.outlierScores(try spec.matrix(bank), items: all))
+                report.purificationRecipe = "Every image predicted by an MLP on frozen features (\(spec)) trained on the other \(folds) folds; flagged when it is confident in another class (confident learning). Outliers: far from their 5 nearest images in feature space."
+            }
+        } catch {
+            printError("warning: label check skipped: \(error)")
         }
         let outURL = URL(fileURLWithPath: out)
         try Data(StudyReport.html(report).utf8).write(to: outURL, options: .atomic)

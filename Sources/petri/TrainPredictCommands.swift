@@ -18,6 +18,11 @@ struct TrainCommand: ParsableCommand {
             model file holds the recipe, the fitted weights and the class names. For an honest estimate of \
             accuracy on new images, run `petri study` or `petri curve`.
 
+            With auto and at least 10 images per class, the cross-validation's out-of-fold predictions also \
+            calibrate the model: a temperature for its probabilities, the confidence from which `predict` \
+            marks a prediction 'accept' (--target-accuracy) and a conformal threshold for prediction sets \
+            (--coverage). They hold for images like the training images, not for a new lab or scanner.
+
             Example:
               petri train Samples/bccd-wbc-mini --out wbc.petri
               petri train Samples/bccd-wbc-mini --method lp-multi --out wbc-lp.petri
@@ -132,7 +137,9 @@ struct PredictCommand: ParsableCommand {
         abstract: "Classify images with a saved model; writes CSV (path, label, confidence, one probability per class).",
         discussion: """
             Arguments are image files or folders (searched recursively). Unreadable files are reported on \
-            stderr and skipped.
+            stderr and skipped. Columns: path, label, confidence, then — when the model was calibrated by \
+            `petri train` — triage ('accept' or 'review') and set (the classes the image may be, '|'-separated, \
+            most probable first), then one probability per class.
 
             Example:
               petri predict wbc.petri new-images/ --out predictions.csv

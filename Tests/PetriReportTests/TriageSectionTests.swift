@@ -1,5 +1,6 @@
 import Foundation
 import PetriData
+import PetriEval
 import PetriLearn
 import Testing
 @testable import PetriReport
@@ -33,5 +34,19 @@ import Testing
         var bare = records[0]
         bare.probabilities = []
         #expect(StudyReport.triageSection(records: [bare], methods: ["good"], best: "good", size: "all", dataset: ds).isEmpty)
+
+        // The whole report, with purification findings: both sections appear, with the flagged image's labels.
+        var input = StudyReportInput(dataset: ds, records: records, embedding: nil, command: "petri study x", seeds: [0],
+                                     dataHash: "h", versions: [:], seconds: 1)
+        input.labelIssues = [LabelIssues.Issue(index: 3, given: 1, suggested: 0, givenProbability: 0.05, suggestedProbability: 0.9)]
+        input.outliers = [7]
+        input.purificationRecipe = "recipe."
+        let report = StudyReport.html(input)
+        #expect(report.contains("Can you trust its confidence?"))
+        #expect(report.contains("Labels to check") && report.contains("<b>1</b> likely label error ("))
+        #expect(report.contains("labelled <b>b</b> (0.05)<br>looks like <span style='color:#e4572e'>a</span> (0.90)"))
+        #expect(report.contains("<b>1</b> outlier "))
+        input.purificationRecipe = nil
+        #expect(!StudyReport.html(input).contains("Labels to check"))
     }
 }
