@@ -143,8 +143,9 @@ struct StudyCommand: ParsableCommand {
             printError("warning: activation maps skipped: \(error)")
         }
         // Labels to check: out-of-fold predictions of every image by auto's MLP recipe at the crop auto chose
-        // most often at the largest size (`petri purify`); cheap, the features are mostly cached by now.
-        do {
+        // most often at the largest size (`petri purify`); cheap when auto ran, since its features are cached
+        // by now (without auto it would mean 3 backbones × 8 views of every image: left to `petri purify`).
+        if methodList.contains(where: { $0 is AutoMethod }) { do {
             let crop = Self.usualCrop(records.filter { $0.method == "auto" && $0.sizeLabel == (sizeList.last.map { $0.map(String.init) ?? "all" } ?? "all") })
             let smallest = ds.classCounts.filter { $0 > 0 }.min() ?? 0
             let folds = min(5, smallest)
@@ -162,7 +163,7 @@ struct StudyCommand: ParsableCommand {
             }
         } catch {
             printError("warning: label check skipped: \(error)")
-        }
+        } }
         let outURL = URL(fileURLWithPath: out)
         try Data(StudyReport.html(report).utf8).write(to: outURL, options: .atomic)
         let record: [String: Any] = [
