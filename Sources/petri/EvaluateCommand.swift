@@ -1,0 +1,104 @@
+import ArgumentParser
+import Foundation
+import PetriData
+import PetriEval
+import PetriLearn
+
+struct EvaluateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "evaluate",
+        abstract: "Score a saved model on a labelled dataset — e.g. another lab's images of the same classes.",
+        discussion: """
+            The dataset's class names are matched to the model's by name (case-insensitive); images of classes \
+            the model does not know are left out with a warning. Prints balanced accuracy over the classes \
+            present, accuracy, macro-F1, per-class recall and the confusion matrix, and — when the model was \
+            calibrated by `petri train` — how its accept/review marks and prediction sets held up: out-of-fold \
+            calibration assumes images like the training images, and a new lab, stain or scanner is where it \
+            breaks. Never train and evaluate on the same images: the figure would mean nothing.
+
+            Examples:
+              petri train ../shared/datasets/bccd-wbc-crops --out bccd.petri
+              petri evaluate bccd.petri other-lab/ --max-per-class 100
+            """)
+
+    @Argument(help: "Model file written by `petri train`.")
+    var model: String
+
+    @OptionGroup var dataset: DatasetOptions
+
+    @Option(help: "Also write the per-image predictions as CSV (path, label, predicted, confidence, triage, set).")
+    var out: String?
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    func run() throws {
+        let saved = try SavedModel.read(URL(fileURLWithPath: model))
+        let data = try dataset.load(quiet: quiet)
+        let index = Dictionary(saved.classNames.enumerated().map { ($1.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
+        let unknown = data.classNames.filter { index[$0.lowercased()] == nil }
+        for c in unknown { printError("warning: class '\(c)' is not one of the model's (\(saved.classNames.joined(separator: ", "))): its images are left out") }
+        let items = data.items.compactMap { item -> DatasetItem? in
+            guard let label = index[data.classNames[item.label].lowercased()] else { return nil }
+            return DatasetItem(path: item.path, relativePath: item.relativePath, label: label, group: item.group,
+                               arrayIndex: item.arrayIndex)
+        }
+        guard !items.isEmpty else { throw PetriCLIError("no image of \(data.root.path) belongs to a class the model knows") }
+        let ds = Dataset(root: data.root, classNames: saved.classNames, items: items, arrays: data.arrays)
+        let stages = StageProgress(quiet: quiet)
+        let p = try saved.probabilities(ds, file: model) { stage, d, t in stages.update(stage, d, t) }
+        let k = saved.classNames.count
+        var rows = (0..<items.count).map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }
+        let labels = items.map { $0.label }
+        var marks: [(accepted: Bool, set: [Int])] = []
+        if let triage = saved.triage {
+            for i in rows.indices {
+                let t = triage.apply(rows[i])
+                rows[i] = t.probabilities
+                marks.append((t.accepted, t.set))
+            }
+        }
+        let predicted = rows.map { r in r.indices.max { r[$0] < r[$1] }! }
+        let confusion = Metrics.confusionMatrix(labels: labels, predictions: predicted, classes: k)
+        print("model: \(model) (\(saved.method), trained on \(saved.trainingImages) images of \(saved.trainedOn))")
+        print("data: \(data.root.path), \(items.count) images")
+        print(String(format: "balanced accuracy %.3f · accuracy %.3f · macro-F1 %.3f (chance %.3f)",
+                     Metrics.balancedAccuracy(labels: labels, predictions: predicted, classes: k),
+                     Metrics.accuracy(labels: labels, predictions: predicted),
+                     Metrics.macroF1(labels: labels, predictions: predicted, classes: k),
+                     1 / Double(Set(labels).count)))
+        let width = saved.classNames.map(\.count).max() ?? 0
+        print("per-class recall (row: true class; columns: predicted " + saved.classNames.joined(separator: ", ") + ")")
+        for (c, recall) in Metrics.perClassRecall(confusion).enumerated() {
+            guard let recall else { continue }
+            print("  \(saved.classNames[c].padding(toLength: width, withPad: " ", startingAt: 0))  \(String(format: "%.3f", recall))  "
+                  + confusion[c].map { String(format: "%4d", $0) }.joined(separator: " "))
+        }
+        if let triage = saved.triage {
+            let accepted = marks.indices.filter { marks[$0].accepted }
+            let right = accepted.filter { predicted[$0] == labels[$0] }.count
+            let covered = marks.indices.filter { marks[$0].set.contains(labels[$0]) }.count
+            print(String(format: "marked 'accept': %d of %d (%.0f%%), %.1f%% of them right (calibrated for %.0f%% on the training data)",
+                         accepted.count, items.count, 100 * Double(accepted.count) / Double(items.count),
+                         accepted.isEmpty ? 0 : 100 * Double(right) / Double(accepted.count), 100 * triage.targetAccuracy))
+            print(String(format: "prediction sets held the true class for %.1f%% of images (aimed at %.0f%%), %.2f classes on average",
+                         100 * Double(covered) / Double(items.count), 100 * (1 - triage.alpha),
+                         Double(marks.reduce(0) { $0 + $1.set.count }) / Double(items.count)))
+        }
+        if let out {
+            func field(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
+            var csv = "path,label,predicted,confidence" + (marks.isEmpty ? "" : ",triage,set") + "\n"
+            for (i, item) in items.enumerated() {
+                var line = field(item.path) + "," + field(saved.classNames[labels[i]]) + "," + field(saved.classNames[predicted[i]])
+                line += "," + String(format: "%.4f", rows[i][predicted[i]])
+                if !marks.isEmpty {
+                    let set: [String] = marks[i].set.map { saved.classNames[$0] }
+                    line += "," + (marks[i].accepted ? "accept" : "review") + "," + field(set.joined(separator: "|"))
+                }
+                csv += line + "\n"
+            }
+            try Data(csv.utf8).write(to: URL(fileURLWithPath: out), options: .atomic)
+            if !quiet { printError("wrote \(out)") }
+        }
+    }
+}
