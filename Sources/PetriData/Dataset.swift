@@ -162,6 +162,18 @@ public struct Dataset: Sendable {
         return out
     }
 
+    /// The images relabelled in another class list (a saved model's), matching names case-insensitively;
+    /// images of classes not in `names` are left out and those classes returned, in this dataset's order.
+    public func relabelled(as names: [String]) -> (dataset: Dataset, unknown: [String]) {
+        let index = Dictionary(names.enumerated().map { ($1.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
+        let unknown = classNames.filter { index[$0.lowercased()] == nil }
+        let kept = items.compactMap { item -> DatasetItem? in
+            guard let l = index[classNames[item.label].lowercased()] else { return nil }
+            return DatasetItem(path: item.path, relativePath: item.relativePath, label: l, group: item.group, arrayIndex: item.arrayIndex)
+        }
+        return (Dataset(root: root, classNames: names, items: kept, warnings: warnings, arrays: arrays), unknown)
+    }
+
     /// Drops classes with fewer than `minimum` images (with a warning) and renumbers labels.
     public func droppingClasses(smallerThan minimum: Int) -> Dataset {
         let counts = classCounts
@@ -175,7 +187,7 @@ public struct Dataset: Sendable {
         }
         let kept = items.compactMap { item -> DatasetItem? in
             guard let l = map[item.label] else { return nil }
-            return DatasetItem(path: item.path, relativePath: item.relativePath, label: l, group: item.group)
+            return DatasetItem(path: item.path, relativePath: item.relativePath, label: l, group: item.group, arrayIndex: item.arrayIndex)
         }
         return Dataset(root: root, classNames: keep.map { classNames[$0] }, items: kept, warnings: w, arrays: arrays)
     }

@@ -35,16 +35,10 @@ struct EvaluateCommand: ParsableCommand {
     func run() throws {
         let saved = try SavedModel.read(URL(fileURLWithPath: model))
         let data = try dataset.load(quiet: quiet)
-        let index = Dictionary(saved.classNames.enumerated().map { ($1.lowercased(), $0) }, uniquingKeysWith: { a, _ in a })
-        let unknown = data.classNames.filter { index[$0.lowercased()] == nil }
+        let (ds, unknown) = data.relabelled(as: saved.classNames)
         for c in unknown { printError("warning: class '\(c)' is not one of the model's (\(saved.classNames.joined(separator: ", "))): its images are left out") }
-        let items = data.items.compactMap { item -> DatasetItem? in
-            guard let label = index[data.classNames[item.label].lowercased()] else { return nil }
-            return DatasetItem(path: item.path, relativePath: item.relativePath, label: label, group: item.group,
-                               arrayIndex: item.arrayIndex)
-        }
+        let items = ds.items
         guard !items.isEmpty else { throw PetriCLIError("no image of \(data.root.path) belongs to a class the model knows") }
-        let ds = Dataset(root: data.root, classNames: saved.classNames, items: items, arrays: data.arrays)
         let stages = StageProgress(quiet: quiet)
         let p = try saved.probabilities(ds, file: model) { stage, d, t in stages.update(stage, d, t) }
         let k = saved.classNames.count

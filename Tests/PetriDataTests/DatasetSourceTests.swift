@@ -79,6 +79,13 @@ final class TempDir {
         let img = try ds.image(of: ds.items[1], decoder: ImageDecoder())
         #expect(img.width == 2 && img.pixels[0] == 40 && img.pixels[1] == 40)
         #expect(try ds.contents(of: ds.items[2]) == [80, 90, 100, 110])
+        // Dropping a class or relabelling for a model keeps each image's place in the arrays.
+        let dropped = ds.droppingClasses(smallerThan: 2)
+        #expect(dropped.classNames == ["1"] && dropped.items.map(\.label) == [0, 0])
+        #expect(try dropped.contents(of: dropped.items[1]) == [80, 90, 100, 110])
+        let (relabelled, unknown) = ds.relabelled(as: ["other", "1"])
+        #expect(unknown == ["0"] && relabelled.classNames == ["other", "1"] && relabelled.items.map(\.label) == [1, 1])
+        #expect(try relabelled.contents(of: relabelled.items[0]) == [40, 50, 60, 70])
     }
 
     @Test func oneClassAndSingletonClassesAreReported() throws {
