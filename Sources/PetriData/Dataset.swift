@@ -50,6 +50,10 @@ public struct Dataset: Sendable {
     public var warnings: [String]
     /// Pixel arrays of an .npz source (nil for file-based sources).
     public var arrays: ArrayImages?
+    /// Deterministic preprocessing every consumer applies before its own steps (stain normalisation,
+    /// CLAHE...): set once here, it reaches feature extraction, training, prediction and CAMs alike, and
+    /// a saved model records it (`SavedModel.preprocessing`) so prediction repeats it.
+    public var preprocessing = TransformPipeline()
 
     public init(root: URL, classNames: [String], items: [DatasetItem], warnings: [String] = [],
                 arrays: ArrayImages? = nil) {
@@ -83,6 +87,12 @@ public struct Dataset: Sendable {
     public func image(of item: DatasetItem, decoder: ImageDecoder, bytes: [UInt8]? = nil) throws -> RGBImage {
         if let i = item.arrayIndex, let a = arrays { return a.image(i) }
         return try decoder.decode(bytes ?? contents(of: item), path: item.path)
+    }
+
+    /// The item's pixels as floats with the dataset's `preprocessing` applied: what networks see.
+    public func preparedImage(of item: DatasetItem, decoder: ImageDecoder) throws -> FloatImage {
+        let image = FloatImage(try self.image(of: item, decoder: decoder))
+        return preprocessing.isEmpty ? image : preprocessing(image)
     }
 
     public static let imageExtensions: Set<String> = ["jpg", "jpeg", "png", "tif", "tiff", "bmp"]
@@ -171,7 +181,9 @@ public struct Dataset: Sendable {
             guard let l = index[classNames[item.label].lowercased()] else { return nil }
             return DatasetItem(path: item.path, relativePath: item.relativePath, label: l, group: item.group, arrayIndex: item.arrayIndex)
         }
-        return (Dataset(root: root, classNames: names, items: kept, warnings: warnings, arrays: arrays), unknown)
+        var out = Dataset(root: root, classNames: names, items: kept, warnings: warnings, arrays: arrays)
+        out.preprocessing = preprocessing
+        return (out, unknown)
     }
 
     /// Drops classes with fewer than `minimum` images (with a warning) and renumbers labels.
@@ -189,6 +201,8 @@ public struct Dataset: Sendable {
             guard let l = map[item.label] else { return nil }
             return DatasetItem(path: item.path, relativePath: item.relativePath, label: l, group: item.group, arrayIndex: item.arrayIndex)
         }
-        return Dataset(root: root, classNames: keep.map { classNames[$0] }, items: kept, warnings: w, arrays: arrays)
+        var out = Dataset(root: root, classNames: keep.map { classNames[$0] }, items: kept, warnings: w, arrays: arrays)
+        out.preprocessing = preprocessing
+        return out
     }
 }

@@ -48,7 +48,7 @@ public final class BatchLoader: @unchecked Sendable {
                         do {
                             var img: FloatImage
                             if let hit = imageCache?[i] { img = hit } else {
-                                img = preprocessing(FloatImage(try dataset.image(of: items[i], decoder: decoder)))
+                                img = preprocessing(try dataset.preparedImage(of: items[i], decoder: decoder))
                                 if !augmentation.isEmpty {
                                     // Augment at about the network's resolution, not the file's: same result
                                     // after the final resize, a fraction of the work on large images.

@@ -108,8 +108,10 @@ public final class FeatureExtractor {
     public func extractViews(_ dataset: Dataset, items: [DatasetItem], views: [Int], progress: ((Int, Int) -> Void)? = nil) throws
         -> (features: [[FeatureLevel: Tensor]], kept: [Int], failures: [Failure], cacheHits: Int) {
         let levels = [level] + extraLevels.filter { $0 != level }
+        // The dataset's own preprocessing runs first and is part of the cache key like ours.
+        let pipeline = TransformPipeline(dataset.preprocessing.steps + preprocessing.steps)
         let viewKeys = views.map { v in
-            FeatureExtractor.key(baseKey, v == 0 ? preprocessing : TransformPipeline(preprocessing.steps + [DihedralView(v)]))
+            FeatureExtractor.key(baseKey, v == 0 ? pipeline : TransformPipeline(pipeline.steps + [DihedralView(v)]))
         }
         // rows[view][item][level]
         var rows = [[[FeatureLevel: [Float]]?]](repeating: [[FeatureLevel: [Float]]?](repeating: nil, count: items.count),
@@ -143,7 +145,7 @@ public final class FeatureExtractor {
             Array(pending[$0..<min($0 + perBatch, pending.count)])
         }
         let prepared = PrefetchBuffer<(indices: [Int], input: Tensor?, failures: [Failure])>(capacity: 1)
-        let decoder = self.decoder, config = self.dataConfig, preprocess = self.preprocessing
+        let decoder = self.decoder, config = self.dataConfig, preprocess = pipeline
         let side = config.inputSize
         let producer = Thread {
             for batch in batches {

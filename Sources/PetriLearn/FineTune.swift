@@ -94,7 +94,7 @@ extension FineTuneMethod {
         var parts: [Tensor] = []
         for chunk in stride(from: 0, to: train.count, by: 32) {
             let idx = Array(train[chunk..<min(chunk + 32, train.count)])
-            let images = try idx.map { preprocessing(FloatImage(try context.dataset.image(of: items[$0], decoder: decoder))) }
+            let images = try idx.map { preprocessing(try context.dataset.preparedImage(of: items[$0], decoder: decoder)) }
             parts.append(try model.features(data.batch(images), level: .head))
         }
         let fitted = LogisticRegression(c: 1).fit(Tensor.concatenate(rows: parts), labels: train.map { context.labels[$0] },
@@ -279,7 +279,7 @@ func predictWithViews(test: [Int], context: MethodContext, dataConfig: DataConfi
     let decoder = ImageDecoder()
     for chunk in stride(from: 0, to: test.count, by: 32) {
         let idx = Array(test[chunk..<min(chunk + 32, test.count)])
-        let images = try idx.map { preprocessing(FloatImage(try context.dataset.image(of: items[$0], decoder: decoder))) }
+        let images = try idx.map { preprocessing(try context.dataset.preparedImage(of: items[$0], decoder: decoder)) }
         for v in 0..<views {
             let view = DihedralView(v)
             var l = try logits(dataConfig.batch(images.map { view($0) }))

@@ -252,6 +252,8 @@ public func featureSpecs(_ method: any FewShotMethod) -> [FeatureSpec] {
     // for the crop chosen (not for the whole image when a crop wins, 2–5 minutes saved on PBC).
     case let m as AutoMethod: m.scaleProbe.map { probe in m.crops.flatMap { featureSpecs(probe($0)) } } ?? m.candidates.flatMap(featureSpecs)
     case let m as EnsembleMethod: m.members.flatMap(featureSpecs)
+    // Planned on the outer bank, copied to the preprocessed bank when it is made.
+    case let m as PreprocessedMethod: featureSpecs(m.inner)
     default: []
     }
 }

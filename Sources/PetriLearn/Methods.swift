@@ -594,3 +594,61 @@ public struct EnsembleMethod: FewShotMethod {
         return sum.scaled(by: 1 / Float(members.count))
     }
 }
+
+/// A method run on preprocessed images (stain normalisation, CLAHE, top-hat...), named `inner@spec`: the
+/// preprocessing study compares `mlp`, `mlp@reinhard`, `mlp@clahe` on the same splits and seeds. The
+/// preprocessing goes after the dataset's own; features of the preprocessed images get their own bank
+/// (and their own disk-cache entries, keyed by the preprocessing).
+public struct PreprocessedMethod: FewShotMethod {
+    public var inner: any FewShotMethod
+    public var preprocessing: TransformPipeline
+    private let banks = PreprocessedBanks()
+
+    public init(_ inner: any FewShotMethod, preprocessing: TransformPipeline) {
+        self.inner = inner
+        self.preprocessing = preprocessing
+    }
+
+    public var name: String { inner.name + "@" + preprocessing.spec.replacingOccurrences(of: ", ", with: "+") }
+    public var isExpensive: Bool { inner.isExpensive }
+    public var fitsRunSideBySide: Bool { inner.fitsRunSideBySide }
+
+    public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        try inner.predict(train: train, test: test, context: preprocessed(context))
+    }
+
+    public func prepare(items: [Int], context: MethodContext) throws {
+        try inner.prepare(items: items, context: preprocessed(context))
+    }
+
+    /// The context with the preprocessing added to its dataset, and a feature bank for it that lives as
+    /// long as the caller's bank (one per study, shared by every split and seed).
+    func preprocessed(_ context: MethodContext) -> MethodContext {
+        var dataset = context.dataset
+        dataset.preprocessing = TransformPipeline(dataset.preprocessing.steps + preprocessing.steps)
+        var c = MethodContext(dataset: dataset, bank: banks.bank(dataset: dataset, like: context.bank), seed: context.seed)
+        c.progress = context.progress
+        return c
+    }
+}
+
+/// The feature bank of a `PreprocessedMethod`, made on first use for the caller's bank.
+final class PreprocessedBanks: @unchecked Sendable {
+    private let lock = NSLock()
+    private weak var owner: FeatureBank?
+    private var bank: FeatureBank?
+
+    func bank(dataset: Dataset, like outer: FeatureBank) -> FeatureBank {
+        lock.withLock {
+            if let bank, owner === outer { return bank }
+            let b = FeatureBank(dataset: dataset)
+            b.batchSize = outer.batchSize
+            b.useDiskCache = outer.useDiskCache
+            b.progress = outer.progress
+            b.plannedLevels = outer.plannedLevels
+            bank = b
+            owner = outer
+            return b
+        }
+    }
+}

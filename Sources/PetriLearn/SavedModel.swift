@@ -70,6 +70,17 @@ public struct SavedModel: Codable, Sendable {
         }
     }
 
+    /// Per-dimension mean and standard deviation of frozen features.
+    public struct FeatureStatistics: Codable, Sendable {
+        public var mean: [Float]
+        public var std: [Float]
+
+        public init(_ x: Tensor) {
+            let (m, s) = columnMoments(x)
+            mean = m; std = s
+        }
+    }
+
     /// How far to trust a prediction, fitted on out-of-fold predictions of the training images (each predicted
     /// by an inner cross-validation model that never saw it, as `auto` already computes them): a temperature
     /// for the probabilities, the confidence from which a prediction is accepted without review, and a
@@ -130,6 +141,12 @@ public struct SavedModel: Codable, Sendable {
     public var networks: [Network]?
     /// Calibration and triage rules (absent when training had too few images for inner cross-validation).
     public var triage: Triage?
+    /// Single-view ImageNet Lite0 features of the training images (`scaleReferenceSpec`), whatever the
+    /// recipe: how the training images look, for finding another lab's magnification (`scaleDistances`).
+    public var scaleReference: FeatureStatistics?
+
+    /// The features `scaleReference` holds.
+    public static let scaleReferenceSpec = FeatureSpec(backbones: ["efficientnet-lite0"], levels: [.head], views: 1)
     /// Provenance: how and on what it was trained.
     public var method: String
     public var trainedOn: String
@@ -191,7 +208,17 @@ public struct SavedModel: Codable, Sendable {
 
     /// Class probabilities `[items, classes]` for the items of `dataset`; `file` names the model in errors.
     /// A blend (an MLP and networks) averages the two members' probabilities.
-    public func probabilities(_ dataset: Dataset, file: String = "model", progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
+    ///
+    /// The images get exactly the preprocessing the model was trained with, whatever `dataset` carries,
+    /// after `adaptation`: steps that bring images of another lab closer to the training images (a central
+    /// crop for another magnification, see `TargetAdaptation`).
+    public func probabilities(_ dataset: Dataset, adaptation: TransformPipeline = TransformPipeline(),
+                              file: String = "model",
+                              progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
+        var dataset = dataset
+        do { dataset.preprocessing = TransformPipeline(adaptation.steps + (try TransformPipeline.parse(preprocessing)).steps) } catch {
+            throw DatasetError.malformed(file, reason: "unknown preprocessing '\(preprocessing)': \(error)")
+        }
         let bank = FeatureBank(dataset: dataset)
         bank.progress = progress
         var members: [Tensor] = []
@@ -215,5 +242,56 @@ public struct SavedModel: Codable, Sendable {
         guard var out = members.first else { throw DatasetError.malformed(file, reason: "the model file holds no classifier") }
         for m in members.dropFirst() { out.add(m) }
         return members.count > 1 ? out.scaled(by: 1 / Float(members.count)) : out
+    }
+}
+
+/// Per-column mean and (population) standard deviation of `[N, D]`.
+func columnMoments(_ x: Tensor) -> (mean: [Float], std: [Float]) {
+    let n = x.shape[0], d = x.shape[1]
+    var sum = [Double](repeating: 0, count: d), sq = sum
+    x.withUnsafeBufferPointer { p in
+        for i in 0..<n { for j in 0..<d { let v = Double(p[i * d + j]); sum[j] += v; sq[j] += v * v } }
+    }
+    let mean = sum.map { $0 / Double(max(n, 1)) }
+    return (mean.map(Float.init), (0..<d).map { Float(max(sq[$0] / Double(max(n, 1)) - mean[$0] * mean[$0], 0).squareRoot()) })
+}
+
+extension SavedModel {
+    /// Central crops `adaptScale` tries on another lab's images.
+    public static let adaptationCrops: [Double] = [1, 0.85, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]
+
+    /// Another magnification, found from the images alone: for each central crop, how far the images'
+    /// mean frozen feature (one view, L2-normalised, at most `sample` images) lies from the training images'
+    /// — squared distance over the training features' total variance. Cells imaged at twice the
+    /// magnification of the training images look most like them at a crop near 0.5. Sorted best first.
+    public func scaleDistances(_ dataset: Dataset, crops: [Double] = SavedModel.adaptationCrops, sample: Int = 64,
+                               file: String = "model", progress: ((String, Int, Int) -> Void)? = nil) throws -> [(crop: Double, distance: Double)] {
+        guard let scaleReference else {
+            throw DatasetError.malformed(file, reason: "the model file has no reference for finding the scale (train it again with this Petri)")
+        }
+        var dataset = dataset
+        var rng = SeededGenerator(seed: 0)
+        if dataset.items.count > sample { dataset.items = Array(dataset.items.shuffled(using: &rng).prefix(sample)) }
+        let base = try TransformPipeline.parse(preprocessing)
+        var out: [(crop: Double, distance: Double)] = []
+        for c in crops {
+            var d = dataset
+            d.preprocessing = TransformPipeline((c < 1 ? [CenterCrop(fraction: c)] : []) + base.steps)
+            let bank = FeatureBank(dataset: d)
+            bank.progress = progress
+            let spec = Self.scaleReferenceSpec
+            bank.plan([spec])
+            let (mean, _) = columnMoments(l2NormalizedRows(try spec.matrix(bank)))
+            // Squared distance between the mean features over the training features' total variance: per-
+            // dimension z-scores would be ruled by near-constant dimensions.
+            var sum = 0.0, variance = 0.0
+            for j in mean.indices {
+                let d = Double(mean[j] - scaleReference.mean[j])
+                sum += d * d
+                variance += Double(scaleReference.std[j] * scaleReference.std[j])
+            }
+            out.append((c, sum / max(variance, 1e-12)))
+        }
+        return out.sorted { $0.distance < $1.distance }
     }
 }

@@ -23,7 +23,7 @@ public enum ClassActivationMaps {
         let labels = dataset.items.map(\.label)
         let classes = dataset.classNames.count
         let decoder = ImageDecoder()
-        let images = try train.map { FloatImage(try dataset.image(of: dataset.items[$0], decoder: decoder)) }
+        let images = try train.map { try dataset.preparedImage(of: dataset.items[$0], decoder: decoder) }
         var feats: [Tensor] = []
         for start in stride(from: 0, to: images.count, by: 32) {
             feats.append(try model.features(data.batch(Array(images[start..<min(start + 32, images.count)]))))
@@ -32,7 +32,7 @@ public enum ClassActivationMaps {
                                      seed: 0).regression
         var out: [Example] = []
         for i in test.prefix(limit) {
-            let img = FloatImage(try dataset.image(of: dataset.items[i], decoder: decoder))
+            let img = try dataset.preparedImage(of: dataset.items[i], decoder: decoder)
             let act = try model.activations(data.batch([img]))          // [1, h, w, 1280]
             let h = act.shape[1], w = act.shape[2], c = act.shape[3]
             let pooled = globalAveragePool(act)

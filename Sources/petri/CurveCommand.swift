@@ -19,6 +19,21 @@ struct DatasetOptions: ParsableArguments {
     @Option(help: "Seed of the --max-per-class draw.")
     var drawSeed: UInt64 = 0
 
+    @Option(help: "Preprocessing every method sees, e.g. 'reinhard' (stain normalisation), 'grey', 'clahe' or 'macenko, centercrop(fraction=0.9)'; a saved model records it.")
+    var preprocess = "none"
+
+    func preprocessing() throws -> TransformPipeline {
+        do { return try TransformPipeline.parse(preprocess) } catch { throw ValidationError("--preprocess: \(error)") }
+    }
+
+    func validate() throws { _ = try preprocessing() }
+
+    /// `["preprocess": spec]` when there is preprocessing (absent otherwise, so earlier runs still match).
+    var preprocessConfig: [String: Any] {
+        let spec = (try? preprocessing().spec) ?? preprocess
+        return spec == "none" ? [:] : ["preprocess": spec]
+    }
+
     /// Loads, drops unreadable files and small classes, applies the per-class draw; reports all of it.
     func load(quiet: Bool) throws -> Dataset {
         var ds = try Dataset.load(URL(fileURLWithPath: data))
@@ -30,6 +45,7 @@ struct DatasetOptions: ParsableArguments {
         ds = ds.droppingClasses(smallerThan: minClassSize)
         for w in ds.warnings.dropFirst(ds.warnings.count - (before.count - ds.classNames.count)) { printError("warning: \(w)") }
         if let m = maxPerClass { ds = ds.limitingClasses(to: m, seed: drawSeed) }
+        ds.preprocessing = try preprocessing()
         guard ds.classNames.count >= 2 else { throw DatasetError.tooFewClasses(ds.root.path, found: ds.classNames) }
         if !quiet {
             printError("dataset: \(ds.items.count) images, " + zip(ds.classNames, ds.classCounts).map { "\($0) \($1)" }.joined(separator: ", "))
@@ -40,10 +56,28 @@ struct DatasetOptions: ParsableArguments {
 
 /// Builds methods from their command-line names.
 enum MethodFactory {
+    /// Splits a comma-separated method list, keeping commas inside parentheses (`mlp@clahe(clip=3,tiles=4)`).
+    static func split(_ list: String) -> [String] {
+        var out: [String] = [], depth = 0, current = ""
+        for ch in list {
+            if ch == "(" { depth += 1 } else if ch == ")" { depth -= 1 }
+            if ch == "," && depth == 0 { out.append(current); current = "" } else { current.append(ch) }
+        }
+        out.append(current)
+        return out.map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
     static let names = ["auto", "lp", "lp-tta", "lp-multi", "lp-levels", "lp-levels-multi", "knn", "proto", "mlp", "lp-random",
                         "finetune", "partial", "ens-multi", "scratch", "scratch-small", "scratch-mini", "scratch-lite0", "mlp-multi", "auto-fast", "auto-full"]
 
     static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
+        // `METHOD@PREPROCESSING`: the method on preprocessed images (steps joined by '+', e.g. mlp@reinhard+clahe).
+        if let at = name.firstIndex(of: "@") {
+            let spec = String(name[name.index(after: at)...]).replacingOccurrences(of: "+", with: ",")
+            let pipeline: TransformPipeline
+            do { pipeline = try TransformPipeline.parse(spec) } catch { throw ValidationError("method '\(name)': \(error)") }
+            return PreprocessedMethod(try make(String(name[..<at]), backbone: backbone), preprocessing: pipeline)
+        }
         if let colon = name.firstIndex(of: ":") { return try custom(String(name[..<colon]), String(name[name.index(after: colon)...])) }
         let single = FeatureSpec(backbones: [backbone])
         switch name {
@@ -264,7 +298,7 @@ struct CurveCommand: ParsableCommand {
     func runConfig(_ methods: [any FewShotMethod]) -> [String: Any] {
         ["dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methods.map(\.name), "backbone": backbone,
          "min_class_size": dataset.minClassSize, "max_per_class": dataset.maxPerClass.map { $0 as Any } ?? NSNull(),
-         "draw_seed": dataset.drawSeed, "petri": PetriVersion.string]
+         "draw_seed": dataset.drawSeed, "petri": PetriVersion.string].merging(dataset.preprocessConfig) { a, _ in a }
     }
 
     func parsedSizes() throws -> [Int?] {
@@ -286,13 +320,13 @@ struct CurveCommand: ParsableCommand {
     func validate() throws {
         _ = try parsedSizes()
         _ = try parsedSeeds()
-        for m in method.split(separator: ",") { _ = try MethodFactory.make(String(m), backbone: backbone) }
+        for m in MethodFactory.split(method) { _ = try MethodFactory.make(m, backbone: backbone) }
     }
 
     func run() throws {
         let start = Date()
         let ds = try dataset.load(quiet: quiet)
-        let methods = try method.split(separator: ",").map { try MethodFactory.make(String($0), backbone: backbone) }
+        let methods = try MethodFactory.split(method).map { try MethodFactory.make($0, backbone: backbone) }
         let bank = FeatureBank(dataset: ds)
         let stages = StageProgress(quiet: quiet)
         bank.progress = { stage, done, total in stages.update(stage, done, total) }
@@ -303,6 +337,7 @@ struct CurveCommand: ParsableCommand {
         if let json, let text = try? String(contentsOfFile: json, encoding: .utf8) {
             for l in text.split(separator: "\n") {
                 guard let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any] else { continue }
+                guard (o["preprocess"] as? String ?? "none") == ds.preprocessing.spec else { continue }
                 done.insert("\(o["method"] ?? "")|\(o["size"] ?? "")|\(o["seed"] ?? "")")
             }
         }
@@ -316,7 +351,7 @@ struct CurveCommand: ParsableCommand {
             }
         ) { r in
             results.append(r)
-            try out?.append(r.json)
+            try out?.append(r.json.merging(dataset.preprocessConfig) { a, _ in a })
             try recorder.record(r, dataset: ds)
             if !quiet {
                 printError(String(format: "%@ n=%@ seed %llu: balanced accuracy %.3f%@ (%.1fs)", r.method, r.sizeLabel, r.seed,

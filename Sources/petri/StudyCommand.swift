@@ -81,7 +81,7 @@ struct StudyCommand: ParsableCommand {
         let start = Date()
         let curve = CurveCommand.parseOrExit(["--sizes", sizes, "--seeds", seeds, dataset.data])
         let ds = try dataset.load(quiet: quiet)
-        let methodList = try methods.split(separator: ",").map { try MethodFactory.make(String($0), backbone: backbone) }
+        let methodList = try MethodFactory.split(methods).map { try MethodFactory.make($0, backbone: backbone) }
         let bank = FeatureBank(dataset: ds)
         let stages = StageProgress(quiet: quiet)
         bank.progress = { stage, done, total in stages.update(stage, done, total) }
@@ -90,7 +90,7 @@ struct StudyCommand: ParsableCommand {
             "dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methodList.map(\.name), "backbone": backbone,
             "min_class_size": dataset.minClassSize, "max_per_class": dataset.maxPerClass.map { $0 as Any } ?? NSNull(),
             "draw_seed": dataset.drawSeed, "petri": PetriVersion.string, "protocol": protocol_,
-        ]
+        ].merging(dataset.preprocessConfig) { a, _ in a }
         let recorder = try RunRecorder(options: store, kind: "study", dataset: ds, dataHash: hash, config: config, quiet: quiet)
         var records: [CurveRecord] = recorder.earlier
         let sizeList = try curve.parsedSizes(), seedList = try curve.parsedSeeds()

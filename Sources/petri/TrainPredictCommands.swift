@@ -105,10 +105,11 @@ struct TrainCommand: ParsableCommand {
         let formatter = ISO8601DateFormatter()
         var model = SavedModel(
             classNames: ds.classNames, backbones: spec.backbones, levels: spec.levels.map(\.description), views: spec.views,
-            crops: spec.crops, preprocessing: "none", head: head, regularisation: c, mlp: mlp, networks: networks,
+            crops: spec.crops, preprocessing: ds.preprocessing.spec, head: head, regularisation: c, mlp: mlp, networks: networks,
             method: chosen.name, trainedOn: ds.root.path, dataHash: datasetHash(ds), trainingImages: ds.items.count,
             innerCVBalancedAccuracy: scores[chosen.name], created: formatter.string(from: Date()), petriVersion: PetriVersion.string)
         model.triage = triage
+        model.scaleReference = SavedModel.FeatureStatistics(l2NormalizedRows(try SavedModel.scaleReferenceSpec.matrix(bank)))
         try model.write(to: URL(fileURLWithPath: out))
         print("model: \(out)")
         let detail = c.map { ", C = \($0)" }
@@ -151,6 +152,8 @@ struct PredictCommand: ParsableCommand {
     @Argument(help: "Images or folders of images.")
     var inputs: [String]
 
+    @OptionGroup(title: "Adapting to another lab's images") var adaptation: AdaptationOptions
+
     @Option(help: "Write the CSV here instead of standard output.")
     var out: String?
 
@@ -178,7 +181,8 @@ struct PredictCommand: ParsableCommand {
         for (p, r) in failures { printError("skipped \(p): \(r)") }
         guard !ds.items.isEmpty else { throw PetriCLIError("no readable images among the inputs") }
         let stages = StageProgress(quiet: quiet)
-        let p = try saved.probabilities(ds, file: model) { stage, d, t in stages.update(stage, d, t) }
+        let steps = try adaptation.imageSteps(saved, ds, file: model, quiet: quiet)
+        let p = try saved.probabilities(ds, adaptation: steps, file: model) { stage, d, t in stages.update(stage, d, t) }
         let k = saved.classNames.count
         func csvField(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
         // With calibration in the model: tempered probabilities, an accept/review mark and the prediction set.

@@ -1,0 +1,98 @@
+import Foundation
+import PetriData
+import PetriEngine
+import Testing
+@testable import PetriLearn
+
+/// Preprocessing set on a dataset, preprocessing as part of a method, and finding another lab's
+/// magnification (needs the weights `make setup` installs).
+@Suite(.serialized) struct AdaptationTests {
+    /// `Dataset.preprocessing` reaches frozen features, a saved model records it and applies it to images
+    /// given without it, and `--adapt` steps run before it.
+    @Test func datasetPreprocessingReachesFeaturesAndSavedModels() throws {
+        let plain = try StudyTests.sample()
+        var grey = plain
+        grey.preprocessing = TransformPipeline([Greyscale()])
+        func features(_ ds: Dataset) throws -> Tensor {
+            let bank = FeatureBank(dataset: ds)
+            bank.useDiskCache = false
+            return try FeatureSpec().matrix(bank)
+        }
+        let xPlain = try features(plain), xGrey = try features(grey)
+        #expect(xPlain.maxAbsDifference(xGrey) > 0.05)
+        // The same features as the extractor's own preprocessing gives.
+        let e = try FeatureExtractor(backbone: "efficientnet-lite0", level: .head)
+        e.cacheDirectory = nil
+        e.preprocessing = TransformPipeline([Greyscale()])
+        let direct = try e.extractLevels(plain, items: plain.items).features[.head]!
+        #expect(direct.maxAbsDifference(xGrey) < 1e-5)
+
+        let fitted = LinearProbe().fit(xGrey, labels: plain.items.map(\.label), classes: 4, seed: 0)
+        let model = SavedModel(classNames: plain.classNames, backbones: ["efficientnet-lite0"], levels: ["head"], views: 1, crops: [1],
+                               preprocessing: grey.preprocessing.spec, head: fitted.regression, regularisation: fitted.c,
+                               method: "lp", trainedOn: "sample", dataHash: "x", trainingImages: plain.items.count,
+                               innerCVBalancedAccuracy: nil, created: "now", petriVersion: "test")
+        #expect(model.preprocessing == "grey")
+        #expect(try model.probabilities(plain).maxAbsDifference(fitted.probabilities(xGrey)) < 1e-5)
+        // Adaptation steps come first: a central crop, then the model's greyscale.
+        var cropGrey = plain
+        cropGrey.preprocessing = TransformPipeline([CenterCrop(fraction: 0.6), Greyscale()])
+        let adapted = try model.probabilities(plain, adaptation: TransformPipeline([CenterCrop(fraction: 0.6)]))
+        #expect(adapted.maxAbsDifference(fitted.probabilities(try features(cropGrey))) < 1e-5)
+    }
+
+    /// `inner@steps` predicts what `inner` predicts on the preprocessed dataset, with its own features.
+    @Test func preprocessedMethodEqualsTheMethodOnPreprocessedImages() throws {
+        let plain = try StudyTests.sample()
+        var grey = plain
+        grey.preprocessing = TransformPipeline([Greyscale()])
+        let train = Array(stride(from: 0, to: plain.items.count, by: 2)), test = Array(stride(from: 1, to: plain.items.count, by: 2))
+        let bank = FeatureBank(dataset: plain), greyBank = FeatureBank(dataset: grey)
+        bank.useDiskCache = false
+        greyBank.useDiskCache = false
+        let method = PreprocessedMethod(LinearProbeMethod(), preprocessing: TransformPipeline([Greyscale()]))
+        #expect(method.name == LinearProbeMethod().name + "@grey")
+        let viaWrapper = try method.predict(train: train, test: test, context: MethodContext(dataset: plain, bank: bank, seed: 0))
+        let direct = try LinearProbeMethod().predict(train: train, test: test, context: MethodContext(dataset: grey, bank: greyBank, seed: 0))
+        #expect(viaWrapper.maxAbsDifference(direct) < 1e-5)
+        // The caller's bank is left alone: its features are of the plain images.
+        let plainPredictions = try LinearProbeMethod().predict(train: train, test: test, context: MethodContext(dataset: plain, bank: bank, seed: 0))
+        #expect(plainPredictions.maxAbsDifference(direct) > 1e-3)
+    }
+
+    /// Images of the same cells at half the magnification (each shrunk into a mirrored surround) look most
+    /// like the training images at a central crop near 0.5; the training images themselves at the whole image.
+    @Test func scaleDistancesFindAHalvedMagnification() throws {
+        let sample = try StudyTests.sample()
+        let bank = FeatureBank(dataset: sample)
+        bank.useDiskCache = false
+        var model = SavedModel(classNames: sample.classNames, backbones: [], levels: [], views: 1, crops: [1], preprocessing: "none",
+                               head: nil, regularisation: nil, method: "test", trainedOn: "sample", dataHash: "x",
+                               trainingImages: sample.items.count, innerCVBalancedAccuracy: nil, created: "now", petriVersion: "test")
+        model.scaleReference = SavedModel.FeatureStatistics(l2NormalizedRows(try SavedModel.scaleReferenceSpec.matrix(bank)))
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("petri-zoom-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let decoder = ImageDecoder()
+        for item in sample.items {
+            let image = FloatImage(try sample.image(of: item, decoder: decoder))
+            let w = image.width, h = image.height
+            func mirror(_ v: Int, _ n: Int) -> Int { let m = ((v % (2 * n)) + 2 * n) % (2 * n); return m < n ? m : 2 * n - 1 - m }
+            var wide = FloatImage(width: 2 * w, height: 2 * h)
+            for y in 0..<(2 * h) { for x in 0..<(2 * w) { for c in 0..<3 {
+                wide.pixels[(y * 2 * w + x) * 3 + c] = image[mirror(x - w / 2, w), mirror(y - h / 2, h), c]
+            } } }
+            let folder = dir.appendingPathComponent(sample.classNames[item.label])
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try wide.resized(width: w, height: h).rgb.writePNG(to: folder.appendingPathComponent(UUID().uuidString + ".png"))
+        }
+        let zoomedOut = try Dataset.imageFolder(dir)
+        let far = try model.scaleDistances(zoomedOut)
+        #expect([0.45, 0.5, 0.6].contains(far[0].crop), "distances: \(far)")
+        let same = try model.scaleDistances(sample)
+        #expect(same[0].crop == 1, "distances: \(same)")
+        // Without a reference (an older model file) it says what to do.
+        model.scaleReference = nil
+        #expect { try model.scaleDistances(sample) } throws: { "\($0)".contains("train it again") }
+    }
+}
