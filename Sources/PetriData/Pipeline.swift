@@ -102,6 +102,7 @@ public struct TransformPipeline: Sendable {
         switch name {
         case "centercrop": t = CenterCrop(fraction: try number("fraction", 1))
         case "padsquare": t = PadToSquare()
+        case "zoomout": t = ZoomOut(factor: try number("factor", 2))
         case "resize": t = Resize(size: Int(try number("size", 224)))
         case "grey", "gray", "greyscale": t = Greyscale()
         case "clahe": t = CLAHE(clip: try number("clip", 2), tiles: Int(try number("tiles", 8)))

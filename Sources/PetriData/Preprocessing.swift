@@ -51,6 +51,28 @@ public struct PadToSquare: ImageTransform {
     }
 }
 
+/// The image shrunk by `factor` (≥ 1) inside a mirrored surround, same size as before: the opposite of a
+/// central crop, for images taken at a higher magnification than a model's training images.
+public struct ZoomOut: ImageTransform {
+    public var factor: Double
+    public init(factor: Double) { self.factor = max(1, factor) }
+    public var spec: String { "zoomout(factor=\(factor))" }
+    public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
+        guard factor > 1 else { return image }
+        let w = Int((Double(image.width) * factor).rounded()), h = Int((Double(image.height) * factor).rounded())
+        let ox = (w - image.width) / 2, oy = (h - image.height) / 2
+        var canvas = FloatImage(width: w, height: h)
+        for y in 0..<h {
+            let sy = reflectIndex(y - oy, image.height)
+            for x in 0..<w {
+                let sx = reflectIndex(x - ox, image.width)
+                for c in 0..<3 { canvas[x, y, c] = image[sx, sy, c] }
+            }
+        }
+        return canvas.resized(width: image.width, height: image.height)
+    }
+}
+
 /// Antialiased resize to `size`×`size`.
 public struct Resize: ImageTransform {
     public var size: Int

@@ -72,7 +72,8 @@ public enum Metrics {
     }
 }
 
-/// Mean, sample standard deviation and a 95% t-interval of repeated measurements.
+/// Mean, sample standard deviation and a 95% t-interval of repeated measurements; the interval is cut to
+/// `range` when given (a balanced accuracy's interval from two seeds must not read 1.14).
 public struct Summary: Sendable, CustomStringConvertible {
     public let mean: Double
     public let standardDeviation: Double
@@ -80,7 +81,7 @@ public struct Summary: Sendable, CustomStringConvertible {
     public let high: Double
     public let count: Int
 
-    public init(_ values: [Double]) {
+    public init(_ values: [Double], within range: ClosedRange<Double>? = nil) {
         count = values.count
         let m = values.isEmpty ? .nan : values.reduce(0, +) / Double(values.count)
         mean = m
@@ -89,8 +90,8 @@ public struct Summary: Sendable, CustomStringConvertible {
             standardDeviation = v.squareRoot()
             let half = Summary.tQuantile975(degreesOfFreedom: values.count - 1) * standardDeviation
                 / Double(values.count).squareRoot()
-            low = m - half
-            high = m + half
+            low = range.map { max($0.lowerBound, m - half) } ?? m - half
+            high = range.map { min($0.upperBound, m + half) } ?? m + half
         } else {
             standardDeviation = 0
             low = m
@@ -109,4 +110,28 @@ public struct Summary: Sendable, CustomStringConvertible {
     public var description: String {
         String(format: "%.3f ± %.3f (95%% CI %.3f–%.3f, n=%d)", mean, standardDeviation, low, high, count)
     }
+}
+
+/// Two methods measured on the same splits (same seeds, same test images): the per-split differences,
+/// which are far less noisy than comparing each method's own mean ± interval (split-to-split variation
+/// is shared and cancels).
+public struct PairedDifference: Sendable {
+    /// Mean of `other − baseline` over the shared splits, with a 95% t-interval.
+    public let summary: Summary
+    /// Splits where `other` scored higher, lower.
+    public let wins: Int
+    public let losses: Int
+
+    /// `baseline` and `other` keyed by split (e.g. the seed); only keys present in both count.
+    public init?(baseline: [UInt64: Double], other: [UInt64: Double]) {
+        let keys = Set(baseline.keys).intersection(other.keys).sorted()
+        guard !keys.isEmpty else { return nil }
+        let d = keys.map { other[$0]! - baseline[$0]! }
+        summary = Summary(d)
+        wins = d.filter { $0 > 1e-12 }.count
+        losses = d.filter { $0 < -1e-12 }.count
+    }
+
+    /// Whether the interval excludes 0 (needs at least two splits).
+    public var isClear: Bool { summary.count > 1 && (summary.low > 0 || summary.high < 0) }
 }

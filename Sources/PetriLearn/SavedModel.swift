@@ -257,15 +257,23 @@ func columnMoments(_ x: Tensor) -> (mean: [Float], std: [Float]) {
 }
 
 extension SavedModel {
-    /// Central crops `adaptScale` tries on another lab's images.
-    public static let adaptationCrops: [Double] = [1, 0.85, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]
+    /// Scales `scaleDistances` tries on another lab's images: central crops (cells look larger). Shrinking
+    /// images into a mirrored surround (`ZoomOut`, for the other direction) was tried and lost to the
+    /// unchanged image on images known to be at twice the magnification: the mirrored surround looks like
+    /// nothing in the training images. `--adapt zoomout(factor=2)` still does it by hand.
+    public static let adaptationScales: [Double] = [1, 0.85, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]
 
-    /// Another magnification, found from the images alone: for each central crop, how far the images'
-    /// mean frozen feature (one view, L2-normalised, at most `sample` images) lies from the training images'
-    /// — squared distance over the training features' total variance. Cells imaged at twice the
+    /// The transform for one of `adaptationScales`.
+    public static func scaleTransform(_ scale: Double) -> [any ImageTransform] {
+        scale < 1 ? [CenterCrop(fraction: scale)] : scale > 1 ? [ZoomOut(factor: scale)] : []
+    }
+
+    /// Another magnification, found from the images alone: for each scale, how far the images' mean
+    /// frozen feature (single-view Lite0, L2-normalised, at most `sample` images) lies from the training
+    /// images' — squared distance over the training features' total variance. Cells imaged at twice the
     /// magnification of the training images look most like them at a crop near 0.5. Sorted best first.
-    public func scaleDistances(_ dataset: Dataset, crops: [Double] = SavedModel.adaptationCrops, sample: Int = 64,
-                               file: String = "model", progress: ((String, Int, Int) -> Void)? = nil) throws -> [(crop: Double, distance: Double)] {
+    public func scaleDistances(_ dataset: Dataset, scales: [Double] = SavedModel.adaptationScales, sample: Int = 64,
+                               file: String = "model", progress: ((String, Int, Int) -> Void)? = nil) throws -> [(scale: Double, distance: Double)] {
         guard let scaleReference else {
             throw DatasetError.malformed(file, reason: "the model file has no reference for finding the scale (train it again with this Petri)")
         }
@@ -273,10 +281,10 @@ extension SavedModel {
         var rng = SeededGenerator(seed: 0)
         if dataset.items.count > sample { dataset.items = Array(dataset.items.shuffled(using: &rng).prefix(sample)) }
         let base = try TransformPipeline.parse(preprocessing)
-        var out: [(crop: Double, distance: Double)] = []
-        for c in crops {
+        var out: [(scale: Double, distance: Double)] = []
+        for c in scales {
             var d = dataset
-            d.preprocessing = TransformPipeline((c < 1 ? [CenterCrop(fraction: c)] : []) + base.steps)
+            d.preprocessing = TransformPipeline(Self.scaleTransform(c) + base.steps)
             let bank = FeatureBank(dataset: d)
             bank.progress = progress
             let spec = Self.scaleReferenceSpec

@@ -174,3 +174,31 @@ enum SVG {
         return s + "</svg>"
     }
 }
+
+extension SVG {
+    /// A forest plot of paired differences: one row per method, a dot at the mean difference from the
+    /// baseline and a bar for its 95% interval, against a line at 0; green when the interval is above 0,
+    /// red when below, grey when it straddles 0.
+    static func differences(_ rows: [(label: String, difference: PairedDifference)]) -> String {
+        let rowH = 26.0, left = 280.0, plotW = 300.0, top = 24.0
+        let h = top + Double(rows.count) * rowH + 34
+        let extent = rows.flatMap { [abs($0.difference.summary.low), abs($0.difference.summary.high)] }.filter(\.isFinite).max() ?? 0.1
+        let half = max(0.1, (extent * 10).rounded(.up) / 10)
+        func x(_ v: Double) -> Double { left + plotW * (max(-half, min(half, v)) + half) / (2 * half) }
+        var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 720 \(Int(h))' class='chart'>"
+        for t in [-half, -half / 2, 0, half / 2, half] {
+            s += "<line x1='\(x(t))' y1='\(top - 6)' x2='\(x(t))' y2='\(h - 30)' stroke='\(t == 0 ? "#444" : "#e5e5e5")'\(t == 0 ? " stroke-dasharray='4 3'" : "")/>"
+            s += "<text x='\(x(t))' y='\(h - 14)' text-anchor='middle' class='tick'>\(String(format: "%+.2f", t))</text>"
+        }
+        s += "<text x='\(x(0))' y='\(top - 10)' text-anchor='middle' class='tick'>← worse · better →</text>"
+        for (i, r) in rows.enumerated() {
+            let y = top + Double(i) * rowH + rowH / 2, d = r.difference, sm = d.summary
+            let colour = !d.isClear ? "#7f7f7f" : (sm.low > 0 ? "#2e933c" : "#e4572e")
+            s += "<text x='\(left - 10)' y='\(y + 4)' text-anchor='end' class='tick'>\(escape(r.label))</text>"
+            if sm.count > 1 { s += "<line x1='\(x(sm.low))' y1='\(y)' x2='\(x(sm.high))' y2='\(y)' stroke='\(colour)' stroke-width='3'/>" }
+            s += "<circle cx='\(x(sm.mean))' cy='\(y)' r='5' fill='\(colour)'><title>\(escape(r.label)): \(String(format: "%+.3f", sm.mean)) (95% interval \(String(format: "%+.3f to %+.3f", sm.low, sm.high))), better on \(d.wins) of \(sm.count) splits</title></circle>"
+            s += "<text x='\(left + plotW + 12)' y='\(y + 4)' class='tick'>\(String(format: "%+.3f", sm.mean)) · \(d.wins)/\(sm.count) better</text>"
+        }
+        return s + "</svg>"
+    }
+}

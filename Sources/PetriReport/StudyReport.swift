@@ -49,13 +49,39 @@ public enum StudyReport {
         return (methods, sizes.sorted { $0.0 < $1.0 }.map(\.1))
     }
 
+    /// Each method against the first on the same splits (seed by seed), per training size: whether a
+    /// preprocessing, an augmentation or a recipe helps, with the split-to-split noise taken out.
+    static func pairedSection(records all: [CurveRecord], methods: [String], sizes: [String]) -> String {
+        let records = all.filter { $0.evaluation == "few-shot" }
+        guard methods.count > 1, let baseline = methods.first else { return "" }
+        let others = Array(methods.dropFirst())
+        // `mlp[...]@clahe` against `mlp[...]`: show what differs.
+        let sharePrefix = others.allSatisfy { $0.hasPrefix(baseline) }
+        func label(_ m: String) -> String { sharePrefix ? String(m.dropFirst(baseline.count)) : m }
+        func scores(_ m: String, _ size: String) -> [UInt64: Double] {
+            Dictionary(records.filter { $0.method == m && $0.sizeLabel == size }.map { ($0.seed, $0.balancedAccuracy) },
+                       uniquingKeysWith: { a, _ in a })
+        }
+        var plots = ""
+        for size in sizes {
+            let base = scores(baseline, size)
+            let rows = others.compactMap { m in PairedDifference(baseline: base, other: scores(m, size)).map { (label(m), $0) } }
+            guard !rows.isEmpty else { continue }
+            plots += "<h3>n = \(SVG.escape(size)) per class</h3>" + SVG.differences(rows)
+        }
+        guard !plots.isEmpty else { return "" }
+        return "<h2>Compared with \(SVG.escape(baseline)) on the same splits</h2><p class='sub'>Difference in balanced accuracy "
+            + "from the first method, seed by seed (same training and test images), mean and 95% interval. Green: better on "
+            + "these splits beyond the noise; red: worse; grey: no clear difference.</p>" + plots
+    }
+
     public static func headline(_ all: [CurveRecord]) -> StudyHeadline? {
         let records = all.filter { $0.evaluation != "holdout" }
         let (methods, sizes) = axes(records)
         guard let largest = sizes.last else { return nil }
         let candidates = methods.compactMap { m -> (String, Summary)? in
             let v = records.filter { $0.method == m && $0.sizeLabel == largest }.map(\.balancedAccuracy)
-            return v.isEmpty ? nil : (m, Summary(v))
+            return v.isEmpty ? nil : (m, Summary(v, within: 0...1))
         }
         guard let best = candidates.max(by: { $0.1.mean < $1.1.mean }) else { return nil }
         return StudyHeadline(method: best.0, size: largest, summary: best.1)
@@ -171,7 +197,7 @@ public enum StudyReport {
         let e = SVG.escape
         func summary(_ m: String, _ s: String) -> Summary? {
             let v = records.filter { $0.method == m && $0.sizeLabel == s }.map(\.balancedAccuracy)
-            return v.isEmpty ? nil : Summary(v)
+            return v.isEmpty ? nil : Summary(v, within: 0...1)
         }
         var h = """
             <!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Petri study — \(e(ds.root.lastPathComponent))</title>
@@ -235,6 +261,7 @@ public enum StudyReport {
             h += "</tr>"
         }
         h += "</table>"
+        h += pairedSection(records: records, methods: methods, sizes: sizes)
         let autoChoices = records.filter { $0.chosen != nil }
         if !autoChoices.isEmpty {
             var counts: [String: Int] = [:]

@@ -398,7 +398,7 @@ func printSummary(_ results: [CurveRecord]) {
         for s in sizes {
             let rs = results.filter { $0.method == m && $0.sizeLabel == s }
             guard let first = rs.first else { continue }
-            let sum = Summary(rs.map(\.balancedAccuracy))
+            let sum = Summary(rs.map(\.balancedAccuracy), within: 0...1)
             let label = first.evaluation == "cv" ? "k-fold" : first.evaluation == "holdout" ? "held-out" : "n=" + s
             print(String(format: "  %@  %@: %.3f ± %.3f [%.3f, %.3f] (%d)", m, label, sum.mean, sum.standardDeviation,
                          sum.low, sum.high, sum.count))

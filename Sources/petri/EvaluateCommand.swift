@@ -108,7 +108,7 @@ struct EvaluateCommand: ParsableCommand {
 /// balanced accuracy); shifting the features' moments or the class balance to the training set's did not
 /// (README, "Another lab's images").
 struct AdaptationOptions: ParsableArguments {
-    @Option(help: "Steps applied to the images before the model's own preprocessing: 'auto' (find the central crop at which they look most like the training images — another magnification), or a spec such as 'centercrop(fraction=0.5)'.")
+    @Option(help: "Steps applied to the images before the model's own preprocessing: 'auto' (find the central crop or zoom-out at which they look most like the training images — another magnification), or a spec such as 'centercrop(fraction=0.5)'.")
     var adapt = "none"
 
     func validate() throws {
@@ -124,11 +124,13 @@ struct AdaptationOptions: ParsableArguments {
         guard adapt == "auto" else { return try pipeline() }
         let stages = StageProgress(quiet: quiet)
         let distances = try model.scaleDistances(dataset, file: file) { stage, d, t in stages.update("scale: " + stage, d, t) }
-        let best = distances[0].crop
+        let best = distances[0].scale
+        let steps = SavedModel.scaleTransform(best)
         if !quiet {
-            printError("scale: the images look most like the training images at a central crop of \(best) (feature distance "
-                       + distances.sorted { $0.crop > $1.crop }.map { String(format: "%g: %.2f", $0.crop, $0.distance) }.joined(separator: ", ") + ")")
+            printError("scale: the images look most like the training images " + (steps.isEmpty ? "as they are" : "after \(steps[0].spec)")
+                       + " (feature distance at each scale, < 1 a central crop, > 1 shrunk: "
+                       + distances.sorted { $0.scale > $1.scale }.map { String(format: "%g: %.2f", $0.scale, $0.distance) }.joined(separator: ", ") + ")")
         }
-        return TransformPipeline(best < 1 ? [CenterCrop(fraction: best)] : [])
+        return TransformPipeline(steps)
     }
 }

@@ -56,7 +56,7 @@ struct ProbeCommand: ParsableCommand {
         let progress = ProgressLine("cross-validation", quiet: options.quiet)
         let cv = CrossValidation.run(features: result.features, labels: labels, groups: groups, classes: classes,
                                      folds: folds, repeats: repeats, seed: seed, progress: progress.update)
-        let summary = Summary(cv.map(\.balancedAccuracy))
+        let summary = Summary(cv.map(\.balancedAccuracy), within: 0...1)
         var confusion = [[Int]](repeating: [Int](repeating: 0, count: classes), count: classes)
         for f in cv { for (i, p) in zip(f.test, f.predictions) { confusion[labels[i]][p] += 1 } }
         let recall = Metrics.perClassRecall(confusion)

@@ -18,11 +18,15 @@ struct StudyCommand: ParsableCommand {
             curves, per-class recall, confusion matrix, most-misclassified images, whether confidence can be \
             trusted, labels to check, a 2-D map of the images) and \
             a JSON run record (config, seeds, data hash, versions, every per-seed result). The run is also \
-            recorded in the run store (see `petri runs`); --resume continues an interrupted one.
+            recorded in the run store (see `petri runs`); --resume continues an interrupted one. \
+            --compare preprocessing or augmentation asks which preprocessing or augmentation helps, measured on \
+            the same splits; any method can also run on preprocessed images as METHOD@STEPS \
+            (e.g. mlp@reinhard, lp@clahe+grey).
 
             Example:
               petri study Samples/bccd-wbc-mini --out report.html
               petri study Samples/bccd-wbc-mini --protocol kfold --folds 5 --repeats 4 --methods auto,lp,scratch-mini
+              petri study Samples/bccd-wbc-mini --compare preprocessing --sizes 5,20 --out preprocessing.html
             """)
 
     @OptionGroup var dataset: DatasetOptions
@@ -33,8 +37,31 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "Seeds, comma-separated.")
     var seeds = "0,1,2,3,4"
 
-    @Option(help: "Methods, comma-separated (see `petri curve --help`).")
-    var methods = "auto,lp,lp-tta,proto,scratch-mini,lp-random"
+    @Option(help: "Methods, comma-separated (see `petri curve --help`); default: those of --compare.")
+    var methods: String?
+
+    @Option(help: "Which question the default methods answer: transfer (does ImageNet transfer help: auto, linear probes, prototypes, a CNN from scratch, random features), preprocessing (one frozen-feature recipe on images after each of \(StudyCommand.preprocessings.joined(separator: ", "))), or augmentation (one CNN from scratch under each of \(StudyCommand.augmentations.map(\.0).joined(separator: ", "))).")
+    var compare = "transfer"
+
+    /// The preprocessing the `preprocessing` comparison tries (the original study's list, plus stain normalisation).
+    static let preprocessings = ["none", "grey", "clahe", "reinhard", "macenko", "tophat", "sobel", "lbp"]
+    /// The augmentations the `augmentation` comparison tries, one at a time and together (`cells`).
+    static let augmentations: [(String, String)] = [
+        ("none", "none"), ("flips", "dihedral"), ("crops", "crop(scale=0.6-1)"), ("colour", "hsv(h=0.03,s=0.15,v=0.1)"),
+        ("stain", "hed(sigma=0.05,bias=0.01)"), ("blur", "blur(sigma=0.1-1.5)"), ("noise", "noise(std=0.03)"), ("all", "cells"),
+    ]
+
+    /// The methods of `--methods`, or the default ones for `--compare`.
+    func methodNames() throws -> String {
+        if let methods { return methods }
+        switch compare {
+        case "transfer": return "auto,lp,lp-tta,proto,scratch-mini,lp-random"
+        // Lite0's last two levels with dihedral averaging, an MLP head: auto's usual frozen recipe, one backbone.
+        case "preprocessing": return Self.preprocessings.map { "mlp:b=lite0:l=stage6+head:v=8" + ($0 == "none" ? "" : "@" + $0) }.joined(separator: ",")
+        case "augmentation": return Self.augmentations.map { "scratch:net=cnn-mini:aug=" + $0.1 }.joined(separator: ",")
+        default: throw ValidationError("--compare must be transfer, preprocessing or augmentation, not '\(compare)'")
+        }
+    }
 
     @Option(help: "Backbone for single-backbone methods.")
     var backbone = "efficientnet-lite0"
@@ -81,7 +108,7 @@ struct StudyCommand: ParsableCommand {
         let start = Date()
         let curve = CurveCommand.parseOrExit(["--sizes", sizes, "--seeds", seeds, dataset.data])
         let ds = try dataset.load(quiet: quiet)
-        let methodList = try MethodFactory.split(methods).map { try MethodFactory.make($0, backbone: backbone) }
+        let methodList = try MethodFactory.split(try methodNames()).map { try MethodFactory.make($0, backbone: backbone) }
         let bank = FeatureBank(dataset: ds)
         let stages = StageProgress(quiet: quiet)
         bank.progress = { stage, done, total in stages.update(stage, done, total) }

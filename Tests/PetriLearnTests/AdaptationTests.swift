@@ -61,8 +61,8 @@ import Testing
     }
 
     /// Images of the same cells at half the magnification (each shrunk into a mirrored surround) look most
-    /// like the training images at a central crop near 0.5; the training images themselves at the whole image.
-    @Test func scaleDistancesFindAHalvedMagnification() throws {
+    /// like the training images at a central crop near 0.5; the training images themselves as they are.
+    @Test func scaleDistancesFindAnotherMagnification() throws {
         let sample = try StudyTests.sample()
         let bank = FeatureBank(dataset: sample)
         bank.useDiskCache = false
@@ -76,21 +76,15 @@ import Testing
         let decoder = ImageDecoder()
         for item in sample.items {
             let image = FloatImage(try sample.image(of: item, decoder: decoder))
-            let w = image.width, h = image.height
-            func mirror(_ v: Int, _ n: Int) -> Int { let m = ((v % (2 * n)) + 2 * n) % (2 * n); return m < n ? m : 2 * n - 1 - m }
-            var wide = FloatImage(width: 2 * w, height: 2 * h)
-            for y in 0..<(2 * h) { for x in 0..<(2 * w) { for c in 0..<3 {
-                wide.pixels[(y * 2 * w + x) * 3 + c] = image[mirror(x - w / 2, w), mirror(y - h / 2, h), c]
-            } } }
             let folder = dir.appendingPathComponent(sample.classNames[item.label])
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            try wide.resized(width: w, height: h).rgb.writePNG(to: folder.appendingPathComponent(UUID().uuidString + ".png"))
+            try ZoomOut(factor: 2)(image).rgb.writePNG(to: folder.appendingPathComponent(UUID().uuidString + ".png"))
         }
         let zoomedOut = try Dataset.imageFolder(dir)
         let far = try model.scaleDistances(zoomedOut)
-        #expect([0.45, 0.5, 0.6].contains(far[0].crop), "distances: \(far)")
+        #expect([0.45, 0.5, 0.6].contains(far[0].scale), "distances: \(far)")
         let same = try model.scaleDistances(sample)
-        #expect(same[0].crop == 1, "distances: \(same)")
+        #expect(same[0].scale == 1, "distances: \(same)")
         // Without a reference (an older model file) it says what to do.
         model.scaleReference = nil
         #expect { try model.scaleDistances(sample) } throws: { "\($0)".contains("train it again") }

@@ -40,5 +40,9 @@ import Testing
         #expect(abs(s.standardDeviation - 2.5.squareRoot()) < 1e-12)
         // t(0.975, 4) = 2.776
         #expect(abs(s.high - (3 + 2.776 * 2.5.squareRoot() / 5.0.squareRoot())) < 1e-9)
+        // Two seeds of a balanced accuracy: t(0.975, 1) = 12.706, cut to 0…1.
+        let two = Summary([0.75, 0.85], within: 0...1)
+        #expect(two.high == 1 && abs(two.low - 0.1647) < 1e-3)
+        #expect(abs(Summary([0.75, 0.85]).high - (0.8 + 12.706 * 0.005.squareRoot() / 2.0.squareRoot())) < 1e-3)
     }
 }

@@ -50,3 +50,44 @@ import Testing
         #expect(!StudyReport.html(input).contains("Labels to check"))
     }
 }
+
+@Suite struct PairedComparisonTests {
+    /// Differences seed by seed, worked by hand: +0.1, +0.2, +0.3 → mean 0.2, sd 0.1, t(0.975, 2) = 4.303,
+    /// interval 0.2 ± 0.248.
+    @Test func pairedDifferenceOnSharedSplitsOnly() throws {
+        let d = try #require(PairedDifference(baseline: [0: 0.5, 1: 0.6, 2: 0.7, 9: 0.1], other: [0: 0.6, 1: 0.8, 2: 1.0, 5: 0.9]))
+        #expect(d.summary.count == 3)
+        #expect(abs(d.summary.mean - 0.2) < 1e-12)
+        #expect(abs(d.summary.low - (0.2 - 4.303 * 0.1 / 3.0.squareRoot())) < 1e-3)
+        #expect(d.wins == 3 && d.losses == 0)
+        // Better on all three splits, but three splits this uneven do not rule out no difference (low −0.048).
+        #expect(!d.isClear)
+        let steady = try #require(PairedDifference(baseline: [0: 0.5, 1: 0.6, 2: 0.7], other: [0: 0.6, 1: 0.72, 2: 0.81]))
+        #expect(steady.isClear)
+        let tie = try #require(PairedDifference(baseline: [0: 0.5, 1: 0.6], other: [0: 0.6, 1: 0.5]))
+        #expect(!tie.isClear && tie.wins == 1 && tie.losses == 1)
+        #expect(PairedDifference(baseline: [0: 0.5], other: [1: 0.5]) == nil)
+    }
+
+    /// The report compares every method with the first, per size, labelling `base@steps` by its steps.
+    @Test func reportSectionComparesWithTheFirstMethod() {
+        func record(_ method: String, _ size: Int, _ seed: UInt64, _ score: Double) -> CurveRecord {
+            CurveRecord(dataset: "x", method: method, size: size, seed: seed, trainCount: 10, testCount: 10,
+                        balancedAccuracy: score, accuracy: score, macroF1: score, auc: nil, perClassRecall: [nil, nil],
+                        confusion: [[0, 0], [0, 0]], seconds: 0, classNames: ["a", "b"])
+        }
+        var records: [CurveRecord] = []
+        for seed: UInt64 in 0..<4 {
+            records.append(record("mlp[x]", 5, seed, 0.6 + 0.05 * Double(seed)))
+            records.append(record("mlp[x]@grey", 5, seed, 0.7 + 0.05 * Double(seed) + 0.002 * Double(seed)))
+            records.append(record("mlp[x]@lbp", 5, seed, 0.4 + 0.05 * Double(seed)))
+        }
+        let html = StudyReport.pairedSection(records: records, methods: ["mlp[x]", "mlp[x]@grey", "mlp[x]@lbp"], sizes: ["5"])
+        #expect(html.contains("Compared with mlp[x] on the same splits"))
+        #expect(html.contains(">@grey</text>") && html.contains(">@lbp</text>"))
+        #expect(html.contains("+0.103 · 4/4 better"))
+        #expect(html.contains("-0.200 · 0/4 better"))
+        #expect(html.contains("#2e933c") && html.contains("#e4572e"))
+        #expect(StudyReport.pairedSection(records: records, methods: ["mlp[x]"], sizes: ["5"]).isEmpty)
+    }
+}
