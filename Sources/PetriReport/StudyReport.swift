@@ -55,9 +55,15 @@ public enum StudyReport {
         let records = all.filter { $0.evaluation == "few-shot" }
         guard methods.count > 1, let baseline = methods.first else { return "" }
         let others = Array(methods.dropFirst())
-        // `mlp[...]@clahe` against `mlp[...]`: show what differs.
-        let sharePrefix = others.allSatisfy { $0.hasPrefix(baseline) }
-        func label(_ m: String) -> String { sharePrefix ? String(m.dropFirst(baseline.count)) : m }
+        // `mlp[...]@clahe` against `mlp[...]`, `scratch[cnn-mini,hsv,min400]` against `scratch[cnn-mini,none,min400]`:
+        // label each by what differs (the names' shared beginning and end cut off).
+        let prefix = methods.dropFirst().reduce(baseline) { String($0.commonPrefix(with: $1)) }
+        let rest = methods.map { String($0.dropFirst(prefix.count)) }
+        let suffix = String(rest.dropFirst().reduce(String(rest[0].reversed())) { String($0.commonPrefix(with: String($1.reversed()))) }.reversed())
+        func label(_ m: String) -> String {
+            let middle = String(m.dropFirst(prefix.count).dropLast(suffix.count))
+            return middle.isEmpty ? m : middle
+        }
         func scores(_ m: String, _ size: String) -> [UInt64: Double] {
             Dictionary(records.filter { $0.method == m && $0.sizeLabel == size }.map { ($0.seed, $0.balancedAccuracy) },
                        uniquingKeysWith: { a, _ in a })

@@ -89,5 +89,13 @@ import Testing
         #expect(html.contains("-0.200 · 0/4 better"))
         #expect(html.contains("#2e933c") && html.contains("#e4572e"))
         #expect(StudyReport.pairedSection(records: records, methods: ["mlp[x]"], sizes: ["5"]).isEmpty)
+        // Shared beginnings and ends cut off: scratch[net,none,min400] vs scratch[net,hsv,min400] → "hsv".
+        let renamed = records.map { r -> CurveRecord in
+            var r = r
+            r.method = ["mlp[x]": "scratch[net,none,min400]", "mlp[x]@grey": "scratch[net,hsv,min400]", "mlp[x]@lbp": "scratch[net,blur,min400]"][r.method]!
+            return r
+        }
+        let named = StudyReport.pairedSection(records: renamed, methods: ["scratch[net,none,min400]", "scratch[net,hsv,min400]", "scratch[net,blur,min400]"], sizes: ["5"])
+        #expect(named.contains(">hsv</text>") && named.contains(">blur</text>"))
     }
 }
