@@ -299,3 +299,43 @@ public struct DihedralView: ImageTransform {
         index == 0 ? image : dihedral(image, turns: index % 4, flip: index >= 4)
     }
 }
+
+/// A strong, deterministic colour change standing for another lab's stain and scanner: per-channel gains
+/// (0.75–1.25), saturation (0.6–1.6), brightness (0.8–1.2) and contrast (0.7–1.4) drawn from `copy` and the
+/// image's own pixels, so copy k of an image is always the same image (its frozen features can be cached)
+/// and copies differ between images. Frozen-feature heads train on such copies to lean less on colour
+/// (`MLPMethod.colourCopies`); it is a preprocessing step, not a random augmentation.
+public struct ColourShift: ImageTransform {
+    public var copy: Int
+    public init(copy: Int) { self.copy = copy }
+    public var spec: String { "colourshift(copy=\(copy))" }
+    public func apply(_ image: FloatImage, rng _: inout SeededGenerator) -> FloatImage {
+        // Content hash of a sparse sample of pixels: the per-image part of the seed.
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        let step = max(1, image.pixels.count / 257)
+        for i in stride(from: 0, to: image.pixels.count, by: step) {
+            hash = (hash ^ UInt64(image.pixels[i] * 255)) &* 0x100_0000_01b3
+        }
+        var rng = SeededGenerator(seed: hash &+ UInt64(copy) &* 0x9e37_79b9_7f4a_7c15, stream: "colourshift")
+        let gains = (0..<3).map { _ in Float(Double.random(in: 0.75...1.25, using: &rng)) }
+        let saturation = Float(Double.random(in: 0.6...1.6, using: &rng))
+        let brightness = Float(Double.random(in: 0.8...1.2, using: &rng))
+        let contrast = Float(Double.random(in: 0.7...1.4, using: &rng))
+        var out = image
+        let n = image.width * image.height
+        var meanLuma: Float = 0
+        out.pixels.withUnsafeMutableBufferPointer { p in
+            for i in 0..<n {
+                for c in 0..<3 { p[i * 3 + c] = min(1, p[i * 3 + c] * gains[c]) }
+                // Saturation about the pixel's grey, then brightness.
+                let grey = 0.299 * p[i * 3] + 0.587 * p[i * 3 + 1] + 0.114 * p[i * 3 + 2]
+                for c in 0..<3 { p[i * 3 + c] = min(1, max(0, (grey + (p[i * 3 + c] - grey) * saturation) * brightness)) }
+                meanLuma += 0.299 * p[i * 3] + 0.587 * p[i * 3 + 1] + 0.114 * p[i * 3 + 2]
+            }
+            meanLuma /= Float(max(n, 1))
+            // Contrast about the image's mean grey.
+            for i in 0..<(n * 3) { p[i] = min(1, max(0, meanLuma + (p[i] - meanLuma) * contrast)) }
+        }
+        return out
+    }
+}

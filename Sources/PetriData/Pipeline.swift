@@ -113,6 +113,7 @@ public struct TransformPipeline: Sendable {
         case "lbp": t = LocalBinaryPattern()
         case "reinhard": t = ReinhardNormalization()
         case "macenko": t = MacenkoNormalization()
+        case "colourshift", "colorshift": t = ColourShift(copy: Int(try number("copy", 1)))
         case "dihedral": t = RandomDihedral()
         case "hflip": t = RandomDihedral(verticalFlips: false)
         case "view":

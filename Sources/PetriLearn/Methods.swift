@@ -132,16 +132,36 @@ public struct MLPMethod: FewShotMethod {
     /// the test probabilities over views, instead of training and testing on view-averaged features.
     public var viewRows = false
 
+    /// Also train on this many colour-shifted copies of each training image (`ColourShift`), rows with the
+    /// same label: a head that leans less on colour, for another lab's stain and scanner. Each copy's frozen
+    /// features are computed (and cached) like the image's own, so each copy costs one more feature pass
+    /// over the training images. Prediction is unchanged.
+    public var colourCopies = 0
+    private let copyBanks = PreprocessedBanks()
+
     public init(features: FeatureSpec = FeatureSpec()) { self.features = features }
     /// Full-batch fits on a few hundred rows: matrix products too small for two cores, so inner-fold fits
     /// run side by side on their features, computed once beforehand.
-    public var fitsRunSideBySide: Bool { !viewRows }
+    public var fitsRunSideBySide: Bool { !viewRows && colourCopies == 0 }
     public func prepare(items: [Int], context: MethodContext) throws {
         _ = try features.matrix(context.bank, items: items)
     }
     public var name: String {
         "mlp[\(features)" + (viewRows ? ",rows" : "") + (head.hidden != 256 ? ",h\(head.hidden)" : "")
-            + (head.steps != 300 ? ",s\(head.steps)" : "") + "]"
+            + (head.steps != 300 ? ",s\(head.steps)" : "") + (colourCopies > 0 ? ",colour\(colourCopies)" : "") + "]"
+    }
+
+    /// Features of colour-shifted copy `k` of the `train` images (rows of `train` only).
+    func copyRows(_ k: Int, train: [Int], context: MethodContext, view: Int? = nil) throws -> Tensor {
+        var dataset = context.dataset
+        dataset.preprocessing = TransformPipeline(dataset.preprocessing.steps + [ColourShift(copy: k)])
+        let bank = copyBanks.bank(dataset: dataset, like: context.bank)
+        if let view {
+            var single = features
+            single.views = 1
+            return try single.matrix(bank, view: view, items: train).rows(train)
+        }
+        return try features.matrix(bank, items: train).rows(train)
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
@@ -156,17 +176,22 @@ public struct MLPMethod: FewShotMethod {
     /// `averaged`: `features.matrix` with at least the rows of `train`, when the caller has it already.
     public func fitHead(train: [Int], context: MethodContext, averaged: Tensor? = nil) throws -> MLPHead.Fitted {
         let labels = train.map { context.labels[$0] }
-        guard viewRows, features.views > 1 else {
-            let x = try averaged ?? features.matrix(context.bank, items: train)
-            return head.fit(x.rows(train), labels: labels, classes: context.classes, seed: context.seed)
+        var blocks: [Tensor]
+        if viewRows, features.views > 1 {
+            blocks = try (0..<features.views).map { v in
+                var single = features
+                single.views = 1
+                return try single.matrix(context.bank, view: v, items: train).rows(train)
+            }
+            for k in stride(from: 1, through: colourCopies, by: 1) {
+                blocks += try (0..<features.views).map { try copyRows(k, train: train, context: context, view: $0) }
+            }
+        } else {
+            blocks = [try (averaged ?? features.matrix(context.bank, items: train)).rows(train)]
+            for k in stride(from: 1, through: colourCopies, by: 1) { blocks.append(try copyRows(k, train: train, context: context)) }
         }
-        let perView = try (0..<features.views).map { v in
-            var single = features
-            single.views = 1
-            return try single.matrix(context.bank, view: v, items: train).rows(train)
-        }
-        return head.fit(Tensor.concatenate(rows: perView), labels: Array((0..<perView.count).map { _ in labels }.joined()),
-                        classes: context.classes, seed: context.seed)
+        return head.fit(blocks.count == 1 ? blocks[0] : Tensor.concatenate(rows: blocks),
+                        labels: Array((0..<blocks.count).map { _ in labels }.joined()), classes: context.classes, seed: context.seed)
     }
 }
 
@@ -632,22 +657,24 @@ public struct PreprocessedMethod: FewShotMethod {
     }
 }
 
-/// The feature bank of a `PreprocessedMethod`, made on first use for the caller's bank.
+/// The feature banks of a `PreprocessedMethod` or of an MLP's colour copies, made on first use for the
+/// caller's bank.
+/// One per dataset preprocessing (keyed by its spec), all for the same caller's bank.
 final class PreprocessedBanks: @unchecked Sendable {
     private let lock = NSLock()
     private weak var owner: FeatureBank?
-    private var bank: FeatureBank?
+    private var banks: [String: FeatureBank] = [:]
 
     func bank(dataset: Dataset, like outer: FeatureBank) -> FeatureBank {
         lock.withLock {
-            if let bank, owner === outer { return bank }
+            if owner !== outer { banks = [:]; owner = outer }
+            if let bank = banks[dataset.preprocessing.spec] { return bank }
             let b = FeatureBank(dataset: dataset)
             b.batchSize = outer.batchSize
             b.useDiskCache = outer.useDiskCache
             b.progress = outer.progress
             b.plannedLevels = outer.plannedLevels
-            bank = b
-            owner = outer
+            banks[dataset.preprocessing.spec] = b
             return b
         }
     }

@@ -120,7 +120,7 @@ enum MethodFactory {
         if kind == "finetune" || kind == "partial" { return try customFineTune(kind, settings) }
         if kind == "scratch" { return try customScratch(settings) }
         var spec = FeatureSpec()
-        var viewRows = false, hidden: Int?, steps: Int?
+        var viewRows = false, hidden: Int?, steps: Int?, colour = 0
         for part in settings.split(separator: ":") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw ValidationError("method setting '\(part)' is not key=value") }
@@ -134,7 +134,8 @@ enum MethodFactory {
             case "rows": viewRows = kv[1] == "1"
             case "h": hidden = Int(kv[1])
             case "steps": steps = Int(kv[1])
-            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c; mlp: rows, h, steps)")
+            case "colour", "color": colour = Int(kv[1]) ?? 0
+            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c; mlp: rows, h, steps, colour)")
             }
         }
         switch kind {
@@ -142,6 +143,7 @@ enum MethodFactory {
         case "mlp":
             var m = MLPMethod(features: spec)
             m.viewRows = viewRows
+            m.colourCopies = colour
             if let hidden { m.head.hidden = hidden }
             if let steps { m.head.steps = steps }
             return m

@@ -61,7 +61,7 @@ struct EvaluateCommand: ParsableCommand {
         let predicted = rows.map { r in r.indices.max { r[$0] < r[$1] }! }
         let confusion = Metrics.confusionMatrix(labels: labels, predictions: predicted, classes: k)
         print("model: \(model) (\(saved.method), trained on \(saved.trainingImages) images of \(saved.trainedOn))")
-        print("data: \(data.root.path), \(items.count) images")
+        print("data: \(data.root.path), \(items.count) images" + (steps.isEmpty ? "" : ", adapted by \(steps.spec)"))
         print(String(format: "balanced accuracy %.3f · accuracy %.3f · macro-F1 %.3f (chance %.3f)",
                      Metrics.balancedAccuracy(labels: labels, predictions: predicted, classes: k),
                      Metrics.accuracy(labels: labels, predictions: predicted),
@@ -122,6 +122,9 @@ struct AdaptationOptions: ParsableArguments {
     /// The image steps: `--adapt`'s spec, or for `auto` the central crop found from the images (reported on stderr).
     func imageSteps(_ model: SavedModel, _ dataset: Dataset, file: String, quiet: Bool) throws -> TransformPipeline {
         guard adapt == "auto" else { return try pipeline() }
+        if dataset.items.count < 20 {
+            printError("warning: --adapt auto compares the images' average look with the training images'; \(dataset.items.count) image(s) are too few for that to be reliable (20 or more)")
+        }
         let stages = StageProgress(quiet: quiet)
         let distances = try model.scaleDistances(dataset, file: file) { stage, d, t in stages.update("scale: " + stage, d, t) }
         let best = distances[0].scale

@@ -49,10 +49,14 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Share of images whose prediction set should hold the true class (split conformal; auto only).")
     var coverage = 0.9
 
+    @Option(help: "Fit the final MLP head also on this many colour-shifted copies of each image (a head that leans less on colour, for images from other labs; one more feature pass per copy). The inner cross-validation scores are of the recipe without copies.")
+    var colourCopies = 0
+
     @Flag(help: "No progress output.")
     var quiet = false
 
     func validate() throws {
+        guard colourCopies >= 0, colourCopies <= 16 else { throw ValidationError("--colour-copies must be 0…16") }
         guard targetAccuracy > 0, targetAccuracy <= 1 else { throw ValidationError("--target-accuracy must be in (0, 1]") }
         guard coverage > 0, coverage < 1 else { throw ValidationError("--coverage must be in (0, 1)") }
     }
@@ -92,8 +96,9 @@ struct TrainCommand: ParsableCommand {
                 let fitted = lp.probe.fit(try spec.matrix(bank), labels: context.labels, classes: context.classes, seed: seed)
                 head = fitted.regression
                 c = fitted.c
-            case let m as MLPMethod where mlp == nil:
+            case var m as MLPMethod where mlp == nil:
                 spec = m.features
+                if colourCopies > 0 { m.colourCopies = colourCopies }
                 mlp = SavedModel.MLP(try m.fitHead(train: all, context: context))
             case let s as ScratchMethod where networks == nil:
                 let models = try foldModels[s.name] ?? [s.fit(train: all, context: context)]
@@ -115,6 +120,10 @@ struct TrainCommand: ParsableCommand {
         let detail = c.map { ", C = \($0)" }
             ?? (networks.map { $0.count > 1 ? ", \(mlp != nil ? "with an " : "")ensemble of \($0.count) cross-validation models" : "" } ?? "")
         print("recipe: \(chosen.name)\(detail), \(ds.items.count) images, \(ds.classNames.count) classes")
+        if colourCopies > 0 {
+            print(mlp != nil ? "the MLP head also trained on \(colourCopies) colour-shifted copies of each image"
+                             : "--colour-copies ignored: the recipe has no MLP head (its networks train with colour augmentation already)")
+        }
         if let s = scores[chosen.name] {
             print(String(format: "3-fold cross-validated balanced accuracy of this recipe: %.3f", s))
         }

@@ -89,4 +89,51 @@ import Testing
         model.scaleReference = nil
         #expect { try model.scaleDistances(sample) } throws: { "\($0)".contains("train it again") }
     }
+
+    /// A colour-shifted copy is a fixed function of the image and the copy number, and a real change.
+    @Test func colourShiftIsDeterministicPerImageAndCopy() throws {
+        let sample = try StudyTests.sample()
+        let decoder = ImageDecoder()
+        let a = FloatImage(try sample.image(of: sample.items[0], decoder: decoder))
+        let b = FloatImage(try sample.image(of: sample.items[1], decoder: decoder))
+        #expect(ColourShift(copy: 1)(a) == ColourShift(copy: 1)(a))
+        #expect(ColourShift(copy: 1)(a) != ColourShift(copy: 2)(a))
+        func meanShift(_ x: FloatImage, _ y: FloatImage) -> Float {
+            zip(x.pixels, y.pixels).map { abs($0 - $1) }.reduce(0, +) / Float(x.pixels.count)
+        }
+        #expect(meanShift(a, ColourShift(copy: 1)(a)) > 0.01)
+        // Copies differ from image to image: the per-channel gains of copy 1 are not the same for a and b.
+        func channelRatio(_ x: FloatImage, _ y: FloatImage, _ c: Int) -> Float {
+            let n = x.width * x.height
+            return (0..<n).map { y.pixels[$0 * 3 + c] }.reduce(0, +) / max(1e-6, (0..<n).map { x.pixels[$0 * 3 + c] }.reduce(0, +))
+        }
+        #expect(abs(channelRatio(a, ColourShift(copy: 1)(a), 0) - channelRatio(b, ColourShift(copy: 1)(b), 0)) > 1e-3)
+        #expect(try TransformPipeline.parse("colourshift(copy=2)").spec == "colourshift(copy=2)")
+    }
+
+    /// An MLP with colour copies is the same head fitted on the training rows followed by each copy's rows.
+    @Test func mlpColourCopiesTrainOnTheCopiesRows() throws {
+        let plain = try StudyTests.sample()
+        let train = Array(stride(from: 0, to: plain.items.count, by: 4))
+        let bank = FeatureBank(dataset: plain)
+        bank.useDiskCache = false
+        var method = MLPMethod()
+        method.colourCopies = 2
+        #expect(method.name.hasSuffix(",colour2]"))
+        #expect(!method.fitsRunSideBySide)
+        let context = MethodContext(dataset: plain, bank: bank, seed: 3)
+        let fitted = try method.fitHead(train: train, context: context)
+        var blocks = [try FeatureSpec().matrix(bank, items: train).rows(train)]
+        for k in 1...2 {
+            var shifted = plain
+            shifted.preprocessing = TransformPipeline([ColourShift(copy: k)])
+            let b = FeatureBank(dataset: shifted)
+            b.useDiskCache = false
+            blocks.append(try FeatureSpec().matrix(b, items: train).rows(train))
+        }
+        let labels = train.map { plain.items[$0].label }
+        let expected = MLPHead().fit(Tensor.concatenate(rows: blocks), labels: labels + labels + labels, classes: 4, seed: 3)
+        #expect(fitted.w1.maxAbsDifference(expected.w1) < 1e-6)
+        #expect(fitted.w2.maxAbsDifference(expected.w2) < 1e-6)
+    }
 }
