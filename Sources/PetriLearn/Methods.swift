@@ -137,6 +137,9 @@ public struct MLPMethod: FewShotMethod {
     /// features are computed (and cached) like the image's own, so each copy costs one more feature pass
     /// over the training images. Prediction is unchanged.
     public var colourCopies = 0
+    /// Dihedral views averaged for each copy's features (nil: as many as `features.views`). Copy k with one
+    /// view uses orientation k − 1, so copies vary in orientation too, at an eighth of the feature cost.
+    public var copyViews: Int?
     private let copyBanks = PreprocessedBanks()
 
     public init(features: FeatureSpec = FeatureSpec()) { self.features = features }
@@ -148,7 +151,8 @@ public struct MLPMethod: FewShotMethod {
     }
     public var name: String {
         "mlp[\(features)" + (viewRows ? ",rows" : "") + (head.hidden != 256 ? ",h\(head.hidden)" : "")
-            + (head.steps != 300 ? ",s\(head.steps)" : "") + (colourCopies > 0 ? ",colour\(colourCopies)" : "") + "]"
+            + (head.steps != 300 ? ",s\(head.steps)" : "") + (colourCopies > 0 ? ",colour\(colourCopies)" : "")
+            + (colourCopies > 0 && copyViews != nil ? "x\(copyViews!)v" : "") + "]"
     }
 
     /// Features of colour-shifted copy `k` of the `train` images (rows of `train` only).
@@ -156,6 +160,16 @@ public struct MLPMethod: FewShotMethod {
         var dataset = context.dataset
         dataset.preprocessing = TransformPipeline(dataset.preprocessing.steps + [ColourShift(copy: k)])
         let bank = copyBanks.bank(dataset: dataset, like: context.bank)
+        if view == nil, copyViews == 1 {
+            var single = features
+            single.views = 1
+            return try single.matrix(bank, view: (k - 1) % 8, items: train).rows(train)
+        }
+        if view == nil, let copyViews, copyViews != features.views {
+            var fewer = features
+            fewer.views = copyViews
+            return try fewer.matrix(bank, items: train).rows(train)
+        }
         if let view {
             var single = features
             single.views = 1

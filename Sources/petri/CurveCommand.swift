@@ -120,7 +120,7 @@ enum MethodFactory {
         if kind == "finetune" || kind == "partial" { return try customFineTune(kind, settings) }
         if kind == "scratch" { return try customScratch(settings) }
         var spec = FeatureSpec()
-        var viewRows = false, hidden: Int?, steps: Int?, colour = 0
+        var viewRows = false, hidden: Int?, steps: Int?, colour = 0, copyViews: Int?
         for part in settings.split(separator: ":") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw ValidationError("method setting '\(part)' is not key=value") }
@@ -135,7 +135,8 @@ enum MethodFactory {
             case "h": hidden = Int(kv[1])
             case "steps": steps = Int(kv[1])
             case "colour", "color": colour = Int(kv[1]) ?? 0
-            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c; mlp: rows, h, steps, colour)")
+            case "cv": copyViews = Int(kv[1])
+            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c; mlp: rows, h, steps, colour, cv)")
             }
         }
         switch kind {
@@ -144,6 +145,7 @@ enum MethodFactory {
             var m = MLPMethod(features: spec)
             m.viewRows = viewRows
             m.colourCopies = colour
+            m.copyViews = copyViews
             if let hidden { m.head.hidden = hidden }
             if let steps { m.head.steps = steps }
             return m

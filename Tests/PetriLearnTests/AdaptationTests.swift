@@ -135,5 +135,23 @@ import Testing
         let expected = MLPHead().fit(Tensor.concatenate(rows: blocks), labels: labels + labels + labels, classes: 4, seed: 3)
         #expect(fitted.w1.maxAbsDifference(expected.w1) < 1e-6)
         #expect(fitted.w2.maxAbsDifference(expected.w2) < 1e-6)
+        // One view per copy: copy k's rows are its orientation k − 1 alone (here copy 2: a quarter turn).
+        var spec = FeatureSpec()
+        spec.views = 2
+        var oneView = MLPMethod(features: spec)
+        oneView.colourCopies = 2
+        oneView.copyViews = 1
+        #expect(oneView.name.hasSuffix(",colour2x1v]"))
+        let fittedOne = try oneView.fitHead(train: train, context: context)
+        var rows = [try spec.matrix(bank, items: train).rows(train)]
+        for k in 1...2 {
+            var shifted = plain
+            shifted.preprocessing = TransformPipeline([ColourShift(copy: k)])
+            let b = FeatureBank(dataset: shifted)
+            b.useDiskCache = false
+            rows.append(try FeatureSpec().matrix(b, view: k - 1, items: train).rows(train))
+        }
+        let expectedOne = MLPHead().fit(Tensor.concatenate(rows: rows), labels: labels + labels + labels, classes: 4, seed: 3)
+        #expect(fittedOne.w1.maxAbsDifference(expectedOne.w1) < 1e-6)
     }
 }
