@@ -104,7 +104,7 @@ struct EvaluateCommand: ParsableCommand {
 }
 
 /// How `evaluate` and `predict` adapt a saved model to images from another lab, using those images
-/// only (no labels). Measured on bccd → PBC: matching the magnification is what helps (0.28 → 0.48
+/// only (no labels): their magnification. Measured on bccd → PBC, matching it is what helps (0.28 → 0.48
 /// balanced accuracy); shifting the features' moments or the class balance to the training set's did not
 /// (README, "Another lab's images").
 struct AdaptationOptions: ParsableArguments {

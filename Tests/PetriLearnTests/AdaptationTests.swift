@@ -62,6 +62,7 @@ import Testing
 
     /// Images of the same cells at half the magnification (each shrunk into a mirrored surround) look most
     /// like the training images at a central crop near 0.5; the training images themselves as they are.
+    /// (The other direction, shrinking, is searched too but found less surely: see `adaptationScales`.)
     @Test func scaleDistancesFindAnotherMagnification() throws {
         let sample = try StudyTests.sample()
         let bank = FeatureBank(dataset: sample)
