@@ -116,7 +116,7 @@ public struct Summary: Sendable, CustomStringConvertible {
 /// which are far less noisy than comparing each method's own mean ± interval (split-to-split variation
 /// is shared and cancels).
 public struct PairedDifference: Sendable {
-    /// Mean of `other − baseline` over the shared splits, with a 95% t-interval.
+    /// Mean of `other − baseline` over the shared splits, with a 95% t-interval (cut to −1…1).
     public let summary: Summary
     /// Splits where `other` scored higher, lower.
     public let wins: Int
@@ -127,7 +127,7 @@ public struct PairedDifference: Sendable {
         let keys = Set(baseline.keys).intersection(other.keys).sorted()
         guard !keys.isEmpty else { return nil }
         let d = keys.map { other[$0]! - baseline[$0]! }
-        summary = Summary(d)
+        summary = Summary(d, within: -1...1)
         wins = d.filter { $0 > 1e-12 }.count
         losses = d.filter { $0 < -1e-12 }.count
     }

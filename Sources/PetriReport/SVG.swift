@@ -183,7 +183,7 @@ extension SVG {
         let rowH = 26.0, left = 280.0, plotW = 300.0, top = 24.0
         let h = top + Double(rows.count) * rowH + 34
         let extent = rows.flatMap { [abs($0.difference.summary.low), abs($0.difference.summary.high)] }.filter(\.isFinite).max() ?? 0.1
-        let half = max(0.1, (extent * 10).rounded(.up) / 10)
+        let half = min(1, max(0.1, (extent * 10).rounded(.up) / 10))
         func x(_ v: Double) -> Double { left + plotW * (max(-half, min(half, v)) + half) / (2 * half) }
         var s = "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 720 \(Int(h))' class='chart'>"
         for t in [-half, -half / 2, 0, half / 2, half] {
