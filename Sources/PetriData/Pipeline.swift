@@ -59,8 +59,8 @@ public struct TransformPipeline: Sendable {
         return TransformPipeline(steps)
     }
 
-    static let known = ["centercrop", "padsquare", "resize", "grey", "clahe", "tophat", "otsu", "adaptive", "sobel",
-                        "lbp", "reinhard", "macenko", "view", "dihedral", "hflip", "crop", "rotate", "intensity", "hsv", "hed",
+    static let known = ["centercrop", "zoomout", "padsquare", "resize", "grey", "clahe", "tophat", "otsu", "adaptive", "sobel",
+                        "lbp", "reinhard", "macenko", "colourshift", "view", "dihedral", "hflip", "crop", "rotate", "intensity", "hsv", "hed",
                         "blur", "noise", "speckle"]
 
     static func parseItem(_ item: String) throws -> any ImageTransform {

@@ -101,6 +101,10 @@ struct StudyCommand: ParsableCommand {
         return counts.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key ?? 1
     }
 
+    func validate() throws {
+        _ = try methodNames()
+    }
+
     func run() throws {
         guard ["few-shot", "kfold"].contains(protocol_) else {
             throw ValidationError("--protocol must be few-shot or kfold, not '\(protocol_)'")

@@ -203,6 +203,21 @@ func ramp(_ w: Int, _ h: Int) -> FloatImage {
         #expect(p.steps.count == 4)
     }
 
+    /// Shrinking into a mirrored surround keeps the size; a 2×2 checker shrunk by 2 repeats itself around the
+    /// middle (the mirror continues the pattern), and the spec round-trips.
+    @Test func zoomOutKeepsTheSizeAndMirrorsTheSurround() throws {
+        var image = FloatImage(width: 8, height: 8)
+        for y in 0..<8 { for x in 0..<8 { for c in 0..<3 { image[x, y, c] = (x < 4) == (y < 4) ? 1 : 0 } } }
+        let out = ZoomOut(factor: 2)(image)
+        #expect(out.width == 8 && out.height == 8)
+        #expect(ZoomOut(factor: 1)(image) == image)
+        // The original's four quadrants now fill the central 4×4: top-left bright, top-right dark.
+        #expect(out[3, 3, 0] > 0.6 && out[4, 3, 0] < 0.4)
+        let uniform = FloatImage(width: 10, height: 6, repeating: 0.3)
+        #expect(ZoomOut(factor: 1.6)(uniform).pixels.allSatisfy { abs($0 - 0.3) < 1e-5 })
+        #expect(try TransformPipeline.parse("zoomout(factor=1.5), colourshift(copy=2)").spec == "zoomout(factor=1.5), colourshift(copy=2)")
+    }
+
     @Test func badSpecsNameTheProblem() {
         #expect { try TransformPipeline.parse("dihedral, sharpen") } throws: { "\($0)".contains("unknown transform 'sharpen'") }
         #expect { try TransformPipeline.parse("hsv(q=1)") } throws: { "\($0)".contains("unknown parameter 'q'") }
