@@ -40,7 +40,7 @@ public final class FeatureExtractor {
         self.level = level
         (model, dataConfig) = try ModelRegistry.make(backbone, pretrained: pretrained)
         let entry = try ModelRegistry.entry(backbone)
-        baseKey = "petri-features-v1|\(backbone)|\(pretrained ? entry.weightsFile : "random")|\(dataConfig.fingerprint)"
+        baseKey = "petri-features-v1|\(backbone)|\(pretrained ? entry.weightsFile + (entry.fingerprint.map { "@" + $0 } ?? "") : "random")|\(dataConfig.fingerprint)"
         cacheDirectory = FeatureExtractor.defaultCacheDirectory
     }
 

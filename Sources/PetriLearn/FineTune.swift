@@ -53,6 +53,14 @@ public struct FineTuneMethod: FewShotMethod {
     }
 
     public func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+        let (model, data, preprocessing) = try trainedModel(train: train, context: context)
+        return try predictWithViews(test: test, context: context, dataConfig: data, preprocessing: preprocessing,
+                                    views: testTimeAugmentation ? 8 : 1) { try model.logits($0) }
+    }
+
+    /// The network trained on `train` (with its data config and the crop it was trained at): what `predict`
+    /// tests, and what `petri pretrain` keeps as a new backbone.
+    public func trainedModel(train: [Int], context: MethodContext) throws -> (model: EfficientNetLite, data: DataConfig, preprocessing: TransformPipeline) {
         let (model, data) = try ModelRegistry.make(backbone)
         var rng = SeededGenerator(seed: context.seed, stream: "finetune")
         if !pretrained { model.initializeRandomly(using: &rng) }
@@ -80,8 +88,7 @@ public struct FineTuneMethod: FewShotMethod {
                 return try model.logits(input, on: tape, startingAfter: trainAfter, options: options, rng: &rng)
             }
         }
-        return try predictWithViews(test: test, context: context, dataConfig: data, preprocessing: preprocessing,
-                                    views: testTimeAugmentation ? 8 : 1) { try model.logits($0) }
+        return (model, data, preprocessing)
     }
 }
 

@@ -22,6 +22,12 @@ public struct Checkpoint: Sendable {
 
     public subscript(name: String) -> StoredTensor? { tensors.first { $0.name == name } }
 
+    /// Tensors read some other way (a `BackboneFile`).
+    public init(file: String, tensors: [StoredTensor]) {
+        self.file = file
+        self.tensors = tensors
+    }
+
     public init(contentsOf url: URL) throws {
         let file = url.path
         let data: Data

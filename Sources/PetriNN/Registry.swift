@@ -31,6 +31,9 @@ public struct BackboneEntry: Sendable {
     public let pipPackage: String
     public let weightsFile: String
     public let dataConfig: DataConfig
+    /// For a backbone Petri trained (`BackboneFile`): its file's size and modification time, so features of
+    /// a retrained file never come from the cache of the old one. Nil for the registered ImageNet backbones.
+    public var fingerprint: String? = nil
 }
 
 public enum ModelRegistryError: Error, CustomStringConvertible {
@@ -67,10 +70,32 @@ public enum ModelRegistry {
     public static var names: [String] { entries.map(\.name) }
 
     public static func entry(_ name: String) throws -> BackboneEntry {
-        guard let e = entries.first(where: { $0.name == name }) else {
-            throw ModelRegistryError.unknownModel(name, known: names)
+        if let e = entries.first(where: { $0.name == name }) { return e }
+        // A backbone Petri trained: NAME.petri-backbone in the weights folders, on the architecture of its base.
+        let file = name + "." + BackboneFile.fileExtension
+        for dir in weightSearchPath {
+            let url = dir.appendingPathComponent(file)
+            guard FileManager.default.fileExists(atPath: url.path) else { continue }
+            let (header, _) = try BackboneFile.read(url)
+            guard let base = entries.first(where: { $0.name == header.base }) else {
+                throw ModelRegistryError.unknownModel(header.base, known: names)
+            }
+            let attributes = try? FileManager.default.attributesOfItem(atPath: url.path)
+            let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
+            let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
+            return BackboneEntry(name: name, architecture: base.architecture, pipPackage: "", weightsFile: file,
+                                 dataConfig: base.dataConfig, fingerprint: "\(size)-\(modified)")
         }
-        return e
+        throw ModelRegistryError.unknownModel(name, known: names + trainedNames)
+    }
+
+    /// Backbones Petri trained that are in the weights folders (`petri pretrain`).
+    public static var trainedNames: [String] {
+        weightSearchPath.flatMap { dir in
+            ((try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? [])
+                .filter { $0.hasSuffix("." + BackboneFile.fileExtension) }
+                .map { String($0.dropLast(BackboneFile.fileExtension.count + 1)) }
+        }.sorted()
     }
 
     /// Folders searched for weights, in order: $PETRI_WEIGHTS_DIR, then $XDG_CACHE_HOME/petri/weights
@@ -98,7 +123,10 @@ public enum ModelRegistry {
     public static func make(_ name: String, pretrained: Bool = true) throws -> (model: EfficientNetLite, data: DataConfig) {
         let e = try entry(name)
         let model = EfficientNetLite(e.architecture)
-        if pretrained {
+        if pretrained, e.fingerprint != nil {
+            // The pretraining task's classifier is not in the file: the ImageNet one stays (unused for features).
+            try model.load(BackboneFile.read(try weightsURL(for: e)).checkpoint, ignoring: ["_fc.weight", "_fc.bias"])
+        } else if pretrained {
             try model.load(Checkpoint(contentsOf: try weightsURL(for: e)))
         } else {
             var rng = SeededGenerator(seed: 0, stream: "random init \(name)")

@@ -14,7 +14,7 @@ struct Petri: ParsableCommand {
             64 invalid arguments.
             """,
         version: PetriVersion.string,
-        subcommands: [StudyCommand.self, CurveCommand.self, RunsCommand.self, TrainCommand.self, PredictCommand.self, EvaluateCommand.self, SplitCommand.self, InspectCommand.self, FeaturesCommand.self, ProbeCommand.self, PurifyCommand.self, AugmentPreviewCommand.self])
+        subcommands: [StudyCommand.self, CurveCommand.self, RunsCommand.self, TrainCommand.self, PredictCommand.self, EvaluateCommand.self, SplitCommand.self, InspectCommand.self, FeaturesCommand.self, ProbeCommand.self, PurifyCommand.self, PretrainCommand.self, AugmentPreviewCommand.self])
 }
 
 enum PetriVersion {
