@@ -19,7 +19,8 @@ struct StudyCommand: ParsableCommand {
             trusted, labels to check, a 2-D map of the images) and \
             a JSON run record (config, seeds, data hash, versions, every per-seed result). The run is also \
             recorded in the run store (see `petri runs`); --resume continues an interrupted one. \
-            --compare preprocessing or augmentation asks which preprocessing or augmentation helps, measured on \
+            --compare preprocessing, augmentation or backbones asks which preprocessing, augmentation or \
+            pretrained backbone (ImageNet or a CellNet from `petri pretrain`) helps, measured on \
             the same splits; any method can also run on preprocessed images as METHOD@STEPS \
             (e.g. mlp@reinhard, lp@clahe+grey).
 
@@ -27,6 +28,7 @@ struct StudyCommand: ParsableCommand {
               petri study Samples/bccd-wbc-mini --out report.html
               petri study Samples/bccd-wbc-mini --protocol kfold --folds 5 --repeats 4 --methods auto,lp,scratch-mini
               petri study Samples/bccd-wbc-mini --compare preprocessing --sizes 5,20 --out preprocessing.html
+              petri study Samples/bccd-wbc-mini --compare backbones   # after petri pretrain
             """)
 
     @OptionGroup var dataset: DatasetOptions
@@ -40,7 +42,7 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "Methods, comma-separated (see `petri curve --help`); default: those of --compare.")
     var methods: String?
 
-    @Option(help: "Which question the default methods answer: transfer (does ImageNet transfer help: auto, linear probes, prototypes, a CNN from scratch, random features), preprocessing (one frozen-feature recipe on images after each of \(StudyCommand.preprocessings.joined(separator: ", "))), or augmentation (one CNN from scratch under each of \(StudyCommand.augmentations.map(\.0).joined(separator: ", "))).")
+    @Option(help: "Which question the default methods answer: transfer (does ImageNet transfer help: auto, linear probes, prototypes, a CNN from scratch, random features), preprocessing (one frozen-feature recipe on images after each of \(StudyCommand.preprocessings.joined(separator: ", "))), augmentation (one CNN from scratch under each of \(StudyCommand.augmentations.map(\.0).joined(separator: ", "))), or backbones (an MLP on ImageNet Lite0 features and on those of every backbone `petri pretrain` made).")
     var compare = "transfer"
 
     /// The preprocessing the `preprocessing` comparison tries (the original study's list, plus stain normalisation).
@@ -59,7 +61,14 @@ struct StudyCommand: ParsableCommand {
         // Lite0's last two levels with dihedral averaging, an MLP head: auto's usual frozen recipe, one backbone.
         case "preprocessing": return Self.preprocessings.map { "mlp:b=lite0:l=stage6+head:v=8" + ($0 == "none" ? "" : "@" + $0) }.joined(separator: ",")
         case "augmentation": return Self.augmentations.map { "scratch:net=cnn-mini:aug=" + $0.1 }.joined(separator: ",")
-        default: throw ValidationError("--compare must be transfer, preprocessing or augmentation, not '\(compare)'")
+        // ImageNet Lite0 against every backbone `petri pretrain` made (its features from the last two levels).
+        case "backbones":
+            let trained = ModelRegistry.trainedNames
+            guard !trained.isEmpty else {
+                throw ValidationError("--compare backbones: no backbone trained with `petri pretrain` in \(ModelRegistry.weightSearchPath.map(\.path).joined(separator: " or "))")
+            }
+            return (["lite0"] + trained).map { "mlp:b=\($0):l=stage6+head:v=8" }.joined(separator: ",")
+        default: throw ValidationError("--compare must be transfer, preprocessing, augmentation or backbones, not '\(compare)'")
         }
     }
 
@@ -105,6 +114,18 @@ struct StudyCommand: ParsableCommand {
         _ = try methodNames()
     }
 
+    /// A backbone pretrained on this very set has seen its test images: the comparison would flatter it.
+    func warnAboutPretrainingOverlap(_ ds: Dataset) {
+        let setName = ds.root.lastPathComponent
+        for name in ModelRegistry.trainedNames {
+            guard let url = try? ModelRegistry.weightsURL(for: ModelRegistry.entry(name)),
+                  let header = try? BackboneFile.read(url).header else { continue }
+            if header.trainedOn.contains(where: { $0.hasPrefix(setName + ":") }) {
+                printError("warning: \(name) was pretrained on a set named \(setName), like this one: it has seen these test images, so its scores here are not a fair comparison (pretrain without this set)")
+            }
+        }
+    }
+
     func run() throws {
         guard ["few-shot", "kfold"].contains(protocol_) else {
             throw ValidationError("--protocol must be few-shot or kfold, not '\(protocol_)'")
@@ -113,6 +134,7 @@ struct StudyCommand: ParsableCommand {
         let curve = CurveCommand.parseOrExit(["--sizes", sizes, "--seeds", seeds, dataset.data])
         let ds = try dataset.load(quiet: quiet)
         let methodList = try MethodFactory.split(try methodNames()).map { try MethodFactory.make($0, backbone: backbone) }
+        if compare == "backbones" { warnAboutPretrainingOverlap(ds) }
         let bank = FeatureBank(dataset: ds)
         let stages = StageProgress(quiet: quiet)
         bank.progress = { stage, done, total in stages.update(stage, done, total) }
