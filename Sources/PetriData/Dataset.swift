@@ -186,6 +186,29 @@ public struct Dataset: Sendable {
         return (out, unknown)
     }
 
+    /// Several sets as one, each class named SET/CLASS (SET: the set's folder name, primed when two sets share
+    /// it), at most `perClass` images per class (a seeded draw): what `petri pretrain` trains a domain backbone
+    /// on. Array (.npz) sources cannot be pooled.
+    public static func pooled(_ sets: [Dataset], perClass: Int, seed: UInt64) throws -> (dataset: Dataset, setNames: [String]) {
+        var classNames: [String] = [], items: [DatasetItem] = [], setNames: [String] = []
+        for set in sets {
+            guard set.arrays == nil else {
+                throw DatasetError.malformed(set.root.path, reason: ".npz sets cannot be pooled; use a folder or CSV")
+            }
+            let ds = set.limitingClasses(to: perClass, seed: seed)
+            var name = ds.root.lastPathComponent
+            while setNames.contains(name) { name += "'" }
+            setNames.append(name)
+            let offset = classNames.count
+            classNames += ds.classNames.map { "\(name)/\($0)" }
+            items += ds.items.map {
+                DatasetItem(path: $0.path, relativePath: name + "/" + $0.relativePath, label: offset + $0.label,
+                            group: $0.group.map { name + "/" + $0 })
+            }
+        }
+        return (Dataset(root: URL(fileURLWithPath: "/"), classNames: classNames, items: items), setNames)
+    }
+
     /// Drops classes with fewer than `minimum` images (with a warning) and renumbers labels.
     public func droppingClasses(smallerThan minimum: Int) -> Dataset {
         let counts = classCounts

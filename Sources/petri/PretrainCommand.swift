@@ -64,29 +64,23 @@ struct PretrainCommand: ParsableCommand {
     func run() throws {
         let start = Date()
         // Pool: SET/CLASS classes, at most --per-class images each.
-        var classNames: [String] = [], items: [DatasetItem] = [], sources: [String] = []
-        var usedSetNames = Set<String>()
+        var sets: [Dataset] = []
         for path in data {
-            var ds = try Dataset.load(URL(fileURLWithPath: path))
-            guard ds.arrays == nil else { throw PetriCLIError("\(path): .npz sets cannot be pooled yet; use a folder or CSV") }
+            let ds = try Dataset.load(URL(fileURLWithPath: path))
             for w in ds.warnings { printError("warning: \(w)") }
             let (readable, failures) = FeatureBank.readableItems(ds)
             for (p, r) in failures { printError("skipped \(p): \(r)") }
-            ds = readable.limitingClasses(to: perClass, seed: seed)
-            var setName = ds.root.lastPathComponent
-            while usedSetNames.contains(setName) { setName += "'" }
-            usedSetNames.insert(setName)
-            let offset = classNames.count
-            classNames += ds.classNames.map { "\(setName)/\($0)" }
-            items += ds.items.map {
-                DatasetItem(path: $0.path, relativePath: setName + "/" + $0.relativePath, label: offset + $0.label, group: $0.group.map { setName + "/" + $0 })
-            }
-            let counts = ds.classCounts
-            sources.append("\(setName): " + zip(ds.classNames, counts).map { "\($0) \($1)" }.joined(separator: ", "))
-            if !quiet { printError("pooled \(sources.last!)") }
+            sets.append(readable)
         }
-        guard classNames.count >= 2 else { throw PetriCLIError("pretraining needs at least two classes across the sets") }
-        let pooled = Dataset(root: URL(fileURLWithPath: "/"), classNames: classNames, items: items)
+        let (pooled, setNames) = try Dataset.pooled(sets, perClass: perClass, seed: seed)
+        let counts = pooled.classCounts
+        let sources = setNames.map { set in
+            set + ": " + pooled.classNames.indices.filter { pooled.classNames[$0].hasPrefix(set + "/") }
+                .map { "\(pooled.classNames[$0].dropFirst(set.count + 1)) \(counts[$0])" }.joined(separator: ", ")
+        }
+        if !quiet { for s in sources { printError("pooled \(s)") } }
+        guard pooled.classNames.count >= 2 else { throw PetriCLIError("pretraining needs at least two classes across the sets") }
+        let items = pooled.items, classNames = pooled.classNames
 
         var method = FineTuneMethod(backbone: base, trainAfter: after == "none" ? nil : FeatureLevel(after))
         method.epochs = epochs

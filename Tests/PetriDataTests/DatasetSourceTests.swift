@@ -188,3 +188,25 @@ final class TempDir {
         #expect(back.test == split.test && back.pools == split.pools)
     }
 }
+
+@Suite struct PooledDatasetTests {
+    /// Two sets pooled: SET/CLASS names (the second set of the same name primed), labels offset, at most
+    /// `perClass` per class, the same draw each time.
+    @Test func poolingNamesClassesBySetAndCaps() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Samples/bccd-wbc-mini")
+        let sample = try Dataset.imageFolder(root)
+        let (pool, names) = try Dataset.pooled([sample, sample], perClass: 10, seed: 3)
+        #expect(names == ["bccd-wbc-mini", "bccd-wbc-mini'"])
+        #expect(pool.classNames.count == 8)
+        #expect(pool.classNames[0] == "bccd-wbc-mini/" + sample.classNames[0])
+        #expect(pool.classNames[4] == "bccd-wbc-mini'/" + sample.classNames[0])
+        #expect(pool.classCounts == [Int](repeating: 10, count: 8))
+        #expect(pool.items.filter { $0.label >= 4 }.allSatisfy { $0.relativePath.hasPrefix("bccd-wbc-mini'/") })
+        #expect(try Dataset.pooled([sample], perClass: 10, seed: 3).dataset.items.map(\.path)
+                == Dataset.pooled([sample], perClass: 10, seed: 3).dataset.items.map(\.path))
+        var npz = sample
+        npz.arrays = try ArrayImages(NumpyArray(name: "x.npz", dtype: "|u1", shape: [1, 2, 2], data: [0, 0, 0, 0]))
+        #expect { try Dataset.pooled([npz], perClass: 10, seed: 0) } throws: { "\($0)".contains("cannot be pooled") }
+    }
+}
