@@ -12,8 +12,8 @@ struct PretrainCommand: ParsableCommand {
         discussion: """
             Pools the classes of every DATA (named SET/CLASS, at most --per-class images each, a seeded draw), \
             starts from an ImageNet EfficientNet-Lite and trains it to tell them all apart: the layers above \
-            --after (default: stages 6–7 and the head, on trunk activations of --views augmented views computed \
-            once), with the fine-tuning recipe of `petri curve --method partial`. The network without its \
+            --after (default: stages 4–7 and the head, on trunk activations of --views augmented views computed \
+            once; on PBC this beat training only stages 6–7, see the README), with the fine-tuning recipe of `petri curve --method partial`. The network without its \
             classifier is written to the weights folder as NAME.petri-backbone, and NAME then works wherever a \
             backbone does. Compare it with ImageNet on the same splits, on a set it was not trained on:
 
@@ -35,10 +35,10 @@ struct PretrainCommand: ParsableCommand {
     var perClass = 300
 
     @Option(help: "Train the layers above this level (stage1…stage7), or 'none' to train every layer (slow).")
-    var after = "stage5"
+    var after = "stage3"
 
     @Option(help: "Passes over the pooled images.")
-    var epochs = 3
+    var epochs = 8
 
     @Option(help: "Augmented views per image whose trunk activations are kept (with --after).")
     var views = 4
