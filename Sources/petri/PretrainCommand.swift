@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PetriData
+import PetriEngine
 import PetriLearn
 import PetriNN
 
@@ -82,6 +83,19 @@ struct PretrainCommand: ParsableCommand {
         guard pooled.classNames.count >= 2 else { throw PetriCLIError("pretraining needs at least two classes across the sets") }
         let items = pooled.items, classNames = pooled.classNames
 
+        // The cached trunk activations must fit in memory: refuse before spending minutes, saying what to change.
+        if after != "none", let level = FeatureLevel(after) {
+            let (probe, config) = try ModelRegistry.make(base)
+            let side = config.inputSize
+            let perView = try probe.activations(Tensor(zeros: [1, side, side, 3]), upTo: level).count
+            let bytes = Double(perView) * 4 * Double(views) * Double(pooled.items.count)
+            let physical = Double(ProcessInfo.processInfo.physicalMemory)
+            let gib = { (b: Double) in String(format: "%.1f GiB", b / 1_073_741_824) }
+            if bytes > 0.7 * physical {
+                throw PetriCLIError("the trunk activations above \(after) of \(pooled.items.count) images × \(views) views need about \(gib(bytes)), more than this machine can spare (\(gib(physical)) in all): use a later --after (e.g. stage\(min(7, (Int(after.dropFirst(5)) ?? 3) + 1))), fewer --views or a smaller --per-class")
+            }
+            if !quiet { printError("keeping about \(gib(bytes)) of trunk activations in memory") }
+        }
         var method = FineTuneMethod(backbone: base, trainAfter: after == "none" ? nil : FeatureLevel(after))
         method.epochs = epochs
         method.cachedViews = views
