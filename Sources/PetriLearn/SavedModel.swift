@@ -70,6 +70,24 @@ public struct SavedModel: Codable, Sendable {
         }
     }
 
+    /// An MLP head on another feature set (`MLPMethod.partners`), averaged with the main MLP's probabilities.
+    public struct PartnerHead: Codable, Sendable {
+        public var backbones: [String]
+        public var levels: [String]
+        public var views: Int
+        public var crops: [Double]
+        public var mlp: MLP
+
+        public init(features: FeatureSpec, mlp: MLP) {
+            backbones = features.backbones; levels = features.levels.map(\.description); views = features.views
+            crops = features.crops; self.mlp = mlp
+        }
+
+        public var featureSpec: FeatureSpec {
+            FeatureSpec(backbones: backbones, levels: levels.compactMap(FeatureLevel.init), views: views, crops: crops)
+        }
+    }
+
     /// Per-dimension mean and standard deviation of frozen features.
     public struct FeatureStatistics: Codable, Sendable {
         public var mean: [Float]
@@ -138,6 +156,8 @@ public struct SavedModel: Codable, Sendable {
     public var head: LogisticRegression.Fitted?
     public var regularisation: Double?
     public var mlp: MLP?
+    /// Heads on other feature sets (a CellNet's) whose probabilities are averaged with `mlp`'s (absent: none).
+    public var partnerHeads: [PartnerHead]?
     public var networks: [Network]?
     /// Calibration and triage rules (absent when training had too few images for inner cross-validation).
     public var triage: Triage?
@@ -207,7 +227,7 @@ public struct SavedModel: Codable, Sendable {
     }
 
     /// Class probabilities `[items, classes]` for the items of `dataset`; `file` names the model in errors.
-    /// A blend (an MLP and networks) averages the two members' probabilities.
+    /// A blend (an MLP and networks) averages the members' probabilities, every model one vote (MLP heads and networks).
     ///
     /// The images get exactly the preprocessing the model was trained with, whatever `dataset` carries,
     /// after `adaptation`: steps that bring images of another lab closer to the training images (a central
@@ -222,6 +242,7 @@ public struct SavedModel: Codable, Sendable {
         let bank = FeatureBank(dataset: dataset)
         bank.progress = progress
         var members: [Tensor] = []
+        var weights: [Float] = []
         if let networks {
             guard !networks.isEmpty else { throw DatasetError.malformed(file, reason: "no networks in the model file") }
             var context = MethodContext(dataset: dataset, bank: bank, seed: 0)
@@ -233,15 +254,35 @@ public struct SavedModel: Codable, Sendable {
             }
             progress?("networks", networks.count, networks.count)
             members.append(sum.scaled(by: 1 / Float(networks.count)))
+            weights.append(1)
         }
         if mlp != nil || head != nil {
-            bank.plan([featureSpec])
+            let partners = partnerHeads ?? []
+            bank.plan([featureSpec] + partners.map(\.featureSpec))
             let x = try featureSpec.matrix(bank)
-            if let mlp { members.append(mlp.fitted.probabilities(x)) } else if let head { members.append(head.probabilities(l2NormalizedRows(x))) }
+            if let mlp {
+                // The frozen-feature family: the main head and its partners, averaged (one member of a blend).
+                var p = mlp.fitted.probabilities(x)
+                for partner in partners {
+                    let xp = try partner.featureSpec.matrix(bank)
+                    guard xp.shape[1] == partner.mlp.features else {
+                        throw DatasetError.malformed(file, reason: "partner head on \(partner.backbones.joined(separator: "+")) expects \(partner.mlp.features) features, the backbone gives \(xp.shape[1]) (was the backbone file replaced?)")
+                    }
+                    p.add(partner.mlp.fitted.probabilities(xp))
+                }
+                members.append(partners.isEmpty ? p : p.scaled(by: 1 / Float(partners.count + 1)))
+                // Every model one vote in a blend (`EnsembleMethod.votingBlend`): the heads against the networks.
+                weights.append(Float(Set([backbones] + partners.map(\.backbones)).count))
+            } else if let head {
+                members.append(head.probabilities(l2NormalizedRows(x)))
+                weights.append(1)
+            }
         }
-        guard var out = members.first else { throw DatasetError.malformed(file, reason: "the model file holds no classifier") }
-        for m in members.dropFirst() { out.add(m) }
-        return members.count > 1 ? out.scaled(by: 1 / Float(members.count)) : out
+        guard !members.isEmpty else { throw DatasetError.malformed(file, reason: "the model file holds no classifier") }
+        let total = weights.reduce(0, +)
+        var out = members[0].scaled(by: weights[0] / total)
+        for (m, w) in zip(members.dropFirst(), weights.dropFirst()) { out.add(m.scaled(by: w / total)) }
+        return out
     }
 }
 

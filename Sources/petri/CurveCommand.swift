@@ -71,6 +71,13 @@ enum MethodFactory {
                         "finetune", "partial", "ens-multi", "scratch", "scratch-small", "scratch-mini", "scratch-lite0", "mlp-multi", "auto-fast", "auto-full"]
 
     static func make(_ name: String, backbone: String) throws -> any FewShotMethod {
+        // `avg(A|B|...)`: the members' class probabilities averaged (soft voting), each trained on the same images.
+        if name.hasPrefix("avg("), name.hasSuffix(")") {
+            let inner = name.dropFirst(4).dropLast()
+            let members = try inner.split(separator: "|").map { try make(String($0).trimmingCharacters(in: .whitespaces), backbone: backbone) }
+            guard members.count >= 2 else { throw ValidationError("method '\(name)': avg needs two or more members joined by '|'") }
+            return EnsembleMethod(members, label: name)
+        }
         // `METHOD@PREPROCESSING`: the method on preprocessed images (steps joined by '+', e.g. mlp@reinhard+clahe).
         if let at = name.firstIndex(of: "@") {
             let spec = String(name[name.index(after: at)...]).replacingOccurrences(of: "+", with: ",")
@@ -119,8 +126,9 @@ enum MethodFactory {
     static func custom(_ kind: String, _ settings: String) throws -> any FewShotMethod {
         if kind == "finetune" || kind == "partial" { return try customFineTune(kind, settings) }
         if kind == "scratch" { return try customScratch(settings) }
+        if kind.hasPrefix("auto") { return try customAuto(kind, settings) }
         var spec = FeatureSpec()
-        var viewRows = false, hidden: Int?, steps: Int?, colour = 0, copyViews: Int?
+        var viewRows = false, hidden: Int?, steps: Int?, colour = 0, copyViews: Int?, partnerBackbones: [[String]] = []
         for part in settings.split(separator: ":") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
             guard kv.count == 2 else { throw ValidationError("method setting '\(part)' is not key=value") }
@@ -136,13 +144,15 @@ enum MethodFactory {
             case "steps": steps = Int(kv[1])
             case "colour", "color": colour = Int(kv[1]) ?? 0
             case "cv": copyViews = Int(kv[1])
-            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c; mlp: rows, h, steps, colour, cv)")
+            case "with": partnerBackbones.append(values.map { $0.hasPrefix("lite") ? "efficientnet-" + $0 : $0 })
+            default: throw ValidationError("unknown method setting '\(kv[0])' (b, l, v, c; mlp: rows, h, steps, colour, cv, with)")
             }
         }
         switch kind {
         case "lp": return LinearProbeMethod(features: spec)
         case "mlp":
-            var m = MLPMethod(features: spec)
+            // `with=B`: a second head on backbones B (same levels, views and crops), probabilities averaged.
+            var m = MLPMethod(features: spec, partners: partnerBackbones.map { b in var p = spec; p.backbones = b; return p })
             m.viewRows = viewRows
             m.colourCopies = colour
             m.copyViews = copyViews
@@ -222,14 +232,46 @@ enum MethodFactory {
     /// a single-view Lite0 probe's inner CV; on PBC's centred cells 0.4 beats the whole image by 0.28 at n=5),
     /// then the recipe at that scale among `autoCandidates` (their blend below 10 images per class).
     /// `auto-fast` leaves out training from scratch (about half of `auto`'s time on bccd-wbc-crops, session 4).
-    static func auto(backbone: String, fast: Bool = false) -> AutoMethod {
+    static func auto(backbone: String, fast: Bool = false, cellnet: String? = defaultCellNet) -> AutoMethod {
+        let partner = cellnet.flatMap(availableCellNet)
         var m = AutoMethod(crops: [1, 0.7, 0.5, 0.4],
                            scaleProbe: { c in scaleProbe(backbone: backbone, crop: c) },
-                           candidates: { c in autoCandidates(crop: c, scratch: !fast) })
+                           candidates: { scales in autoCandidates(crops: scales, scratch: !fast, cellnet: partner) })
         if fast { m.label = "auto-fast" }
+        if let partner, partner != defaultCellNet { m.label += "[cellnet=\(partner)]" }
+        if cellnet == nil { m.label += "[cellnet=none]" }
         // For studying the selection rule: each candidate's test score in the records (never used to choose).
         m.recordTestScores = ProcessInfo.processInfo.environment["PETRI_AUTO_TEST_SCORES"] == "1"
         return m
+    }
+
+    /// The domain backbone `auto` pairs with ImageNet: Petri's CellNet (`weights/cellnet.petri-backbone`,
+    /// installed into the weights folder by `make setup`; see weights/README.md for what it was trained on).
+    static let defaultCellNet = "cellnet"
+
+    /// `name` when its backbone file is in the weights folders; otherwise nil, with a warning (once).
+    static func availableCellNet(_ name: String) -> String? {
+        if (try? ModelRegistry.entry(name)) != nil { return name }
+        CellNetWarning.once(name)
+        return nil
+    }
+
+    /// `auto:cellnet=NAME` (another trained backbone, e.g. one pretrained without the set under test) or
+    /// `auto:cellnet=none` (ImageNet features only); also `auto-fast:...`.
+    static func customAuto(_ kind: String, _ settings: String) throws -> any FewShotMethod {
+        guard kind == "auto" || kind == "auto-fast" else { throw ValidationError("unknown method '\(kind)' (auto, auto-fast)") }
+        var cellnet: String? = defaultCellNet
+        for part in settings.split(separator: ":") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            guard kv.count == 2, kv[0] == "cellnet" else { throw ValidationError("unknown auto setting '\(part)' (cellnet=NAME|none)") }
+            if kv[1] == "none" { cellnet = nil } else {
+                guard (try? ModelRegistry.entry(kv[1])) != nil else {
+                    throw ValidationError("auto: no backbone '\(kv[1])' in \(ModelRegistry.weightSearchPath.map(\.path).joined(separator: ", ")) (trained ones: \(ModelRegistry.trainedNames.joined(separator: ", ")))")
+                }
+                cellnet = kv[1]
+            }
+        }
+        return auto(backbone: ModelRegistry.names[0], fast: kind == "auto-fast", cellnet: cellnet)
     }
 
     /// The probe that ranks image scales: logistic regression on one view of the backbone's head features at
@@ -249,9 +291,21 @@ enum MethodFactory {
     /// - a small CNN trained from scratch (cnn-mini) on the same crop: on white-cell crops it beats every
     ///   frozen-feature recipe (bccd n=5/20: 0.757/0.867), on ultrasound and on PBC it loses, hence the choice;
     /// - and their blend (`AutoMethod.blend`), which is all `auto` uses below 10 images per class.
-    static func autoCandidates(crop: Double, scratch: Bool = true) -> [any FewShotMethod] {
+    static func autoCandidates(crops: [Double], scratch: Bool = true, cellnet: String? = nil) -> [any FewShotMethod] {
+        let crop = crops[0]
         let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8, crops: [crop])
-        var list: [any FewShotMethod] = [MLPMethod(features: multiLevel)]
+        // One head per feature source and scale, averaged: ImageNet then CellNet at the chosen crop, then both
+        // at the runner-up scale when a crop won.
+        var partners: [FeatureSpec] = []
+        for (i, c) in crops.prefix(2).enumerated() {
+            for backbones in [ModelRegistry.names] + (cellnet.map { [[$0]] } ?? []) where !(i == 0 && backbones == ModelRegistry.names) {
+                var spec = multiLevel
+                spec.backbones = backbones
+                spec.crops = [c]
+                partners.append(spec)
+            }
+        }
+        var list: [any FewShotMethod] = [MLPMethod(features: multiLevel, partners: partners)]
         if scratch {
             list.append(ScratchMethod(.cnnMini, crop: crop))
         }
@@ -407,5 +461,16 @@ func printSummary(_ results: [CurveRecord]) {
             print(String(format: "  %@  %@: %.3f ± %.3f [%.3f, %.3f] (%d)", m, label, sum.mean, sum.standardDeviation,
                          sum.low, sum.high, sum.count))
         }
+    }
+}
+
+/// Says once per process that the CellNet is missing and `auto` uses ImageNet features only.
+enum CellNetWarning {
+    nonisolated(unsafe) static var warned: Set<String> = []
+    static let lock = NSLock()
+    static func once(_ name: String) {
+        lock.lock(); defer { lock.unlock() }
+        guard warned.insert(name).inserted else { return }
+        printError("warning: backbone '\(name)' is not in \(ModelRegistry.weightSearchPath.map(\.path).joined(separator: ", ")): `auto` uses ImageNet features only. Run `make setup` to install it.")
     }
 }

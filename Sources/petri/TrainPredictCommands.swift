@@ -87,6 +87,7 @@ struct TrainCommand: ParsableCommand {
         }
         var spec = FeatureSpec(backbones: [], levels: [], views: 1, crops: [1])
         var head: LogisticRegression.Fitted?, c: Double?, mlp: SavedModel.MLP?, networks: [SavedModel.Network]?
+        var partnerHeads: [SavedModel.PartnerHead]?
         // A blend saves each member; `predict` averages the MLP's and the networks' probabilities.
         let members = (chosen as? EnsembleMethod).map(\.members) ?? [chosen]
         for member in members {
@@ -99,7 +100,12 @@ struct TrainCommand: ParsableCommand {
             case var m as MLPMethod where mlp == nil:
                 spec = m.features
                 if colourCopies > 0 { m.colourCopies = colourCopies }
-                mlp = SavedModel.MLP(try m.fitHead(train: all, context: context))
+                mlp = SavedModel.MLP(try m.member(0).fitHead(train: all, context: context))
+                if !m.partners.isEmpty {
+                    partnerHeads = try m.partners.indices.map { i in
+                        SavedModel.PartnerHead(features: m.partners[i], mlp: SavedModel.MLP(try m.member(i + 1).fitHead(train: all, context: context)))
+                    }
+                }
             case let s as ScratchMethod where networks == nil:
                 let models = try foldModels[s.name] ?? [s.fit(train: all, context: context)]
                 networks = models.compactMap { ($0 as? FittedNetwork).map(SavedModel.Network.init) }
@@ -114,6 +120,7 @@ struct TrainCommand: ParsableCommand {
             method: chosen.name, trainedOn: ds.root.path, dataHash: datasetHash(ds), trainingImages: ds.items.count,
             innerCVBalancedAccuracy: scores[chosen.name], created: formatter.string(from: Date()), petriVersion: PetriVersion.string)
         model.triage = triage
+        model.partnerHeads = partnerHeads
         model.scaleReference = SavedModel.FeatureStatistics(l2NormalizedRows(try SavedModel.scaleReferenceSpec.matrix(bank)))
         try model.write(to: URL(fileURLWithPath: out))
         print("model: \(out)")

@@ -155,4 +155,39 @@ import Testing
         let expectedOne = MLPHead().fit(Tensor.concatenate(rows: rows), labels: labels + labels + labels, classes: 4, seed: 3)
         #expect(fittedOne.w1.maxAbsDifference(expectedOne.w1) < 1e-6)
     }
+
+    /// An MLP with a partner feature set predicts the mean of one head per feature set, and a saved model
+    /// holding the partner head gives the same probabilities as the method fitted on every image.
+    @Test func mlpPartnersAverageOneHeadPerFeatureSet() throws {
+        let plain = try StudyTests.sample()
+        let train = Array(stride(from: 0, to: plain.items.count, by: 2)), test = Array(stride(from: 1, to: plain.items.count, by: 2))
+        let bank = FeatureBank(dataset: plain)
+        bank.useDiskCache = false
+        let context = MethodContext(dataset: plain, bank: bank, seed: 5)
+        let main = FeatureSpec(levels: [.head]), partner = FeatureSpec(levels: [.stage(6)])
+        let method = MLPMethod(features: main, partners: [partner])
+        #expect(method.name == "mlp[lite0,head | lite0,stage6]")
+        #expect(featureSpecs(method) == [main, partner])
+        let paired = try method.predict(train: train, test: test, context: context)
+        let a = try MLPMethod(features: main).predict(train: train, test: test, context: context)
+        let b = try MLPMethod(features: partner).predict(train: train, test: test, context: context)
+        #expect(paired.maxAbsDifference((a + b).scaled(by: 0.5)) < 1e-6)
+        #expect(a.maxAbsDifference(b) > 1e-3)
+
+        let all = Array(plain.items.indices)
+        let model = SavedModel(classNames: plain.classNames, backbones: main.backbones, levels: ["head"], views: 1, crops: [1],
+                               preprocessing: "none", head: nil, regularisation: nil,
+                               mlp: SavedModel.MLP(try method.member(0).fitHead(train: all, context: context)),
+                               method: method.name, trainedOn: "sample", dataHash: "x", trainingImages: all.count,
+                               innerCVBalancedAccuracy: nil, created: "now", petriVersion: "test")
+        var withPartner = model
+        withPartner.partnerHeads = [SavedModel.PartnerHead(features: partner, mlp: SavedModel.MLP(try method.member(1).fitHead(train: all, context: context)))]
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("petri-partner-\(UUID().uuidString).petri")
+        defer { try? FileManager.default.removeItem(at: url) }
+        try withPartner.write(to: url)
+        let restored = try SavedModel.read(url)
+        let direct = try method.predict(train: all, test: all, context: context)
+        #expect(try restored.probabilities(plain).maxAbsDifference(direct) < 1e-5)
+        #expect(try model.probabilities(plain).maxAbsDifference(direct) > 1e-3)
+    }
 }

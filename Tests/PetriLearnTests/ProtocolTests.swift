@@ -49,7 +49,7 @@ struct ExpensiveStub: FewShotMethod {
         let ds = Self.syntheticDataset()
         let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 0)
         var auto = AutoMethod(crops: [1, 0.5], scaleProbe: { c in StubMethod(name: "probe\(c)", skill: c < 1 ? 1 : 0.4) },
-                              candidates: { c in [StubMethod(name: "weak\(c)", skill: 0.3), StubMethod(name: "strong\(c)", skill: 0.9)] })
+                              candidates: { c in [StubMethod(name: "weak\(c[0])", skill: 0.3), StubMethod(name: "strong\(c[0])", skill: 0.9)] })
         let train = Array(0..<45)
         let (winner, scores) = try auto.choose(train: train, context: context)
         #expect(winner.name == "strong0.5")
@@ -63,6 +63,21 @@ struct ExpensiveStub: FewShotMethod {
         let (w, s) = try auto.choose(train: train, context: context)
         #expect(s["scale: probe0.5"]! > s["scale: probe0.7"]!)
         #expect(w.name == "strong0.5")
+        // The candidates also get the runner-up scale when the probe cannot tell the two apart (here equal:
+        // the first listed wins, the other joins), only the chosen one without `scaleEnsemble`, and only the
+        // chosen one when it leads clearly.
+        auto.candidatesForCrop = { c in [StubMethod(name: "at" + c.map { "\($0)" }.joined(separator: "+"), skill: 0.9)] }
+        auto.scaleProbe = { c in StubMethod(name: "probe\(c)", skill: c == 1 ? 0.4 : 0.85) }
+        #expect(try auto.choose(train: train, context: context).0.name == "at0.7+0.5")
+        auto.scaleEnsemble = false
+        #expect(try auto.choose(train: train, context: context).0.name == "at0.7")
+        auto.scaleEnsemble = true
+        auto.scaleProbe = { c in StubMethod(name: "probe\(c)", skill: c == 1 ? 0.4 : c == 0.7 ? 0.6 : 0.9) }
+        #expect(try auto.choose(train: train, context: context).0.name == "at0.5")
+        // The whole image chosen: one scale.
+        auto.scaleEnsemble = true
+        auto.scaleProbe = { c in StubMethod(name: "probe\(c)", skill: 0.8) }
+        #expect(try auto.choose(train: train, context: context).0.name == "at1.0")
     }
 
     @Test func autoAveragesTheInnerFoldModelsOfAnExpensiveWinnerInsteadOfRefitting() throws {
