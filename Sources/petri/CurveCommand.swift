@@ -232,14 +232,15 @@ enum MethodFactory {
     /// a single-view Lite0 probe's inner CV; on PBC's centred cells 0.4 beats the whole image by 0.28 at n=5),
     /// then the recipe at that scale among `autoCandidates` (their blend below 10 images per class).
     /// `auto-fast` leaves out training from scratch (about half of `auto`'s time on bccd-wbc-crops, session 4).
-    static func auto(backbone: String, fast: Bool = false, cellnet: String? = defaultCellNet) -> AutoMethod {
+    static func auto(backbone: String, fast: Bool = false, cellnet: String? = defaultCellNet, views: Int = 8) -> AutoMethod {
         let partner = cellnet.flatMap(availableCellNet)
         var m = AutoMethod(crops: [1, 0.7, 0.5, 0.4],
                            scaleProbe: { c in scaleProbe(backbone: backbone, crop: c) },
-                           candidates: { scales in autoCandidates(crops: scales, scratch: !fast, cellnet: partner) })
+                           candidates: { scales in autoCandidates(crops: scales, scratch: !fast, cellnet: partner, views: views) })
         if fast { m.label = "auto-fast" }
         if let partner, partner != defaultCellNet { m.label += "[cellnet=\(partner)]" }
         if cellnet == nil { m.label += "[cellnet=none]" }
+        if views != 8 { m.label += "[views=\(views)]" }
         // For studying the selection rule: each candidate's test score in the records (never used to choose).
         m.recordTestScores = ProcessInfo.processInfo.environment["PETRI_AUTO_TEST_SCORES"] == "1"
         return m
@@ -260,10 +261,11 @@ enum MethodFactory {
     /// `auto:cellnet=none` (ImageNet features only); also `auto-fast:...`.
     static func customAuto(_ kind: String, _ settings: String) throws -> any FewShotMethod {
         guard kind == "auto" || kind == "auto-fast" else { throw ValidationError("unknown method '\(kind)' (auto, auto-fast)") }
-        var cellnet: String? = defaultCellNet
+        var cellnet: String? = defaultCellNet, views = 8
         for part in settings.split(separator: ":") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
-            guard kv.count == 2, kv[0] == "cellnet" else { throw ValidationError("unknown auto setting '\(part)' (cellnet=NAME|none)") }
+            if kv.count == 2, kv[0] == "views", let v = Int(kv[1]), [1, 2, 4, 8].contains(v) { views = v; continue }
+            guard kv.count == 2, kv[0] == "cellnet" else { throw ValidationError("unknown auto setting '\(part)' (cellnet=NAME|none, views=1|2|4|8)") }
             if kv[1] == "none" { cellnet = nil } else {
                 guard (try? ModelRegistry.entry(kv[1])) != nil else {
                     throw ValidationError("auto: no backbone '\(kv[1])' in \(ModelRegistry.weightSearchPath.map(\.path).joined(separator: ", ")) (trained ones: \(ModelRegistry.trainedNames.joined(separator: ", ")))")
@@ -271,7 +273,7 @@ enum MethodFactory {
                 cellnet = kv[1]
             }
         }
-        return auto(backbone: ModelRegistry.names[0], fast: kind == "auto-fast", cellnet: cellnet)
+        return auto(backbone: ModelRegistry.names[0], fast: kind == "auto-fast", cellnet: cellnet, views: views)
     }
 
     /// The probe that ranks image scales: logistic regression on one view of the backbone's head features at
@@ -291,9 +293,9 @@ enum MethodFactory {
     /// - a small CNN trained from scratch (cnn-mini) on the same crop: on white-cell crops it beats every
     ///   frozen-feature recipe (bccd n=5/20: 0.757/0.867), on ultrasound and on PBC it loses, hence the choice;
     /// - and their blend (`AutoMethod.blend`), which is all `auto` uses below 10 images per class.
-    static func autoCandidates(crops: [Double], scratch: Bool = true, cellnet: String? = nil) -> [any FewShotMethod] {
+    static func autoCandidates(crops: [Double], scratch: Bool = true, cellnet: String? = nil, views: Int = 8) -> [any FewShotMethod] {
         let crop = crops[0]
-        let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: 8, crops: [crop])
+        let multiLevel = FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: views, crops: [crop])
         // One head per feature source and scale, averaged: ImageNet then CellNet at the chosen crop, then both
         // at the runner-up scale when a crop won.
         var partners: [FeatureSpec] = []
