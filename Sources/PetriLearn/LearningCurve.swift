@@ -257,3 +257,17 @@ public func featureSpecs(_ method: any FewShotMethod) -> [FeatureSpec] {
     default: []
     }
 }
+
+/// Every backbone a method (or any of `auto`'s candidates) reads features from, or fine-tunes.
+public func backbonesUsed(_ method: any FewShotMethod) -> Set<String> {
+    switch method {
+    case let m as AutoMethod:
+        var all = Set(m.candidates.flatMap { backbonesUsed($0) })
+        if let probe = m.scaleProbe { all.formUnion(m.crops.flatMap { backbonesUsed(probe($0)) }) }
+        return all
+    case let m as EnsembleMethod: return Set(m.members.flatMap { backbonesUsed($0) })
+    case let m as PreprocessedMethod: return backbonesUsed(m.inner)
+    case let m as FineTuneMethod: return [m.backbone]
+    default: return Set(featureSpecs(method).flatMap(\.backbones))
+    }
+}

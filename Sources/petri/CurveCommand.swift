@@ -387,6 +387,7 @@ struct CurveCommand: ParsableCommand {
         let start = Date()
         let ds = try dataset.load(quiet: quiet)
         let methods = try MethodFactory.split(method).map { try MethodFactory.make($0, backbone: backbone) }
+        warnAboutPretrainingOverlap(ds, backbones: methods.reduce(into: Set<String>()) { $0.formUnion(backbonesUsed($1)) })
         let bank = FeatureBank(dataset: ds)
         let stages = StageProgress(quiet: quiet)
         bank.progress = { stage, done, total in stages.update(stage, done, total) }
@@ -474,5 +475,18 @@ enum CellNetWarning {
         lock.lock(); defer { lock.unlock() }
         guard warned.insert(name).inserted else { return }
         printError("warning: backbone '\(name)' is not in \(ModelRegistry.weightSearchPath.map(\.path).joined(separator: ", ")): `auto` uses ImageNet features only. Run `make setup` to install it.")
+    }
+}
+
+/// A backbone pretrained on this very set (by folder name) has seen its test images: its scores here would
+/// flatter it. `backbones`: the ones to check (nil: every trained backbone in the weights folders).
+func warnAboutPretrainingOverlap(_ ds: Dataset, backbones: Set<String>? = nil) {
+    let setName = ds.root.lastPathComponent
+    for name in ModelRegistry.trainedNames where backbones?.contains(name) ?? true {
+        guard let url = try? ModelRegistry.weightsURL(for: ModelRegistry.entry(name)),
+              let header = try? BackboneFile.read(url).header else { continue }
+        if header.trainedOn.contains(where: { $0.hasPrefix(setName + ":") }) {
+            printError("warning: \(name) was pretrained on a set named \(setName), like this one: it has seen these test images, so scores here flatter it (use a backbone pretrained without this set, e.g. --method auto:cellnet=NAME, or auto:cellnet=none)")
+        }
     }
 }

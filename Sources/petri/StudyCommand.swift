@@ -114,18 +114,6 @@ struct StudyCommand: ParsableCommand {
         _ = try methodNames()
     }
 
-    /// A backbone pretrained on this very set has seen its test images: the comparison would flatter it.
-    func warnAboutPretrainingOverlap(_ ds: Dataset) {
-        let setName = ds.root.lastPathComponent
-        for name in ModelRegistry.trainedNames {
-            guard let url = try? ModelRegistry.weightsURL(for: ModelRegistry.entry(name)),
-                  let header = try? BackboneFile.read(url).header else { continue }
-            if header.trainedOn.contains(where: { $0.hasPrefix(setName + ":") }) {
-                printError("warning: \(name) was pretrained on a set named \(setName), like this one: it has seen these test images, so its scores here are not a fair comparison (pretrain without this set)")
-            }
-        }
-    }
-
     func run() throws {
         guard ["few-shot", "kfold"].contains(protocol_) else {
             throw ValidationError("--protocol must be few-shot or kfold, not '\(protocol_)'")
@@ -135,6 +123,7 @@ struct StudyCommand: ParsableCommand {
         let ds = try dataset.load(quiet: quiet)
         let methodList = try MethodFactory.split(try methodNames()).map { try MethodFactory.make($0, backbone: backbone) }
         if compare == "backbones" { warnAboutPretrainingOverlap(ds) }
+        else { warnAboutPretrainingOverlap(ds, backbones: try MethodFactory.split(methodNames()).reduce(into: Set<String>()) { $0.formUnion(backbonesUsed(try MethodFactory.make($1, backbone: backbone))) }) }
         let bank = FeatureBank(dataset: ds)
         let stages = StageProgress(quiet: quiet)
         bank.progress = { stage, done, total in stages.update(stage, done, total) }

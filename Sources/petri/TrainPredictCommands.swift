@@ -64,6 +64,7 @@ struct TrainCommand: ParsableCommand {
     func run() throws {
         let ds = try dataset.load(quiet: quiet)
         let method = try MethodFactory.make(self.method, backbone: backbone)
+        warnAboutPretrainingOverlap(ds, backbones: backbonesUsed(method))
         let bank = FeatureBank(dataset: ds)
         bank.plan(featureSpecs(method))
         let stages = StageProgress(quiet: quiet)

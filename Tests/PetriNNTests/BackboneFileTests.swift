@@ -42,4 +42,28 @@ import Testing
         #expect { try BackboneFile.read(url) } throws: { "\($0)".contains(url.path) && "\($0)".contains("truncated") }
         #expect { try ModelRegistry.entry("no-such-backbone") } throws: { "\($0)".contains("unknown backbone") }
     }
+
+    /// The shipped CellNet (weights/, installed by `make setup`) is a Lite0 trained on PBC and NIH malaria and
+    /// never on bccd — what keeps the bccd demo and the README's bccd figures fair — and differs from ImageNet.
+    @Test func shippedCellNetIsWhatItsReadmeSays() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let shipped = repo.appendingPathComponent("weights/cellnet.petri-backbone")
+        let (header, checkpoint) = try BackboneFile.read(shipped)
+        #expect(header.base == "efficientnet-lite0")
+        #expect(header.trainedOn.contains { $0.hasPrefix("pbc-8class-500:") })
+        #expect(header.trainedOn.contains { $0.hasPrefix("malaria-nih-50gray:") })
+        #expect(!header.trainedOn.contains { $0.hasPrefix("bccd") })
+        #expect(header.recipe.contains("partial[stage2]"))
+        guard let installed = try? ModelRegistry.weightsURL(for: ModelRegistry.entry("cellnet")),
+              (try? ModelRegistry.make("efficientnet-lite0")) != nil else {
+            print("skipped: CellNet or ImageNet Lite0 weights not installed (run make setup)")
+            return
+        }
+        #expect(try Data(contentsOf: installed) == Data(contentsOf: shipped), "the installed CellNet is not the shipped one: run make setup")
+        let (imagenet, _) = try ModelRegistry.make("efficientnet-lite0")
+        let original = Dictionary(imagenet.namedParameters.map { ($0.0, $0.1.value) }, uniquingKeysWith: { a, _ in a })
+        // Stem and stages 1–2 stay ImageNet's; the head convolution was trained.
+        #expect(try #require(checkpoint["_conv_stem.weight"]).tensor.maxAbsDifference(original["_conv_stem.weight"]!) == 0)
+        #expect(try #require(checkpoint["_conv_head.weight"]).tensor.maxAbsDifference(original["_conv_head.weight"]!) > 1e-3)
+    }
 }
