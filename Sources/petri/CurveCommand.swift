@@ -325,11 +325,18 @@ struct CurveCommand: ParsableCommand {
             (method, size, seed) with method, size, seed, n_train, balanced_accuracy, accuracy, macro_f1, auc, \
             per_class_recall, confusion, seconds. Results already in --json are skipped (resume).
 
-            Methods: \(MethodFactory.names.joined(separator: ", ")).
+            Methods: \(MethodFactory.names.joined(separator: ", ")). Spelled out: lp:/mlp:/knn:/proto:\
+            b=lite0+lite1:l=stage6+head:v=8:c=0.5 (mlp: with=cellnet adds a head on another backbone, \
+            averaged), finetune:..., scratch:..., auto:cellnet=NAME|none:views=4, avg(A|B) (soft vote), \
+            METHOD@STEPS (on preprocessed images).
+
+            `auto` pairs an MLP head on ImageNet Lite0+1+2 features with one on Petri's CellNet (Lite0 \
+            pretrained on PBC and NIH malaria cells): do not judge it on those sets with the shipped CellNet \
+            (--method auto:cellnet=NAME with one pretrained without them, or auto:cellnet=none).
 
             Examples:
               petri curve Samples/bccd-wbc-mini --sizes 5,10,all --seeds 0,1,2 --json curve.jsonl
-              petri curve pbc/ --max-per-class 100 --method auto,lp --json pbc.jsonl
+              petri curve pbc/ --max-per-class 100 --method auto:cellnet=cellnet-bccd,lp --json pbc.jsonl
             """)
 
     @OptionGroup var dataset: DatasetOptions

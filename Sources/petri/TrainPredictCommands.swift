@@ -12,8 +12,9 @@ struct TrainCommand: ParsableCommand {
         abstract: "Train a classifier on all of a dataset and save it as a model file.",
         discussion: """
             With --method auto (the default) the recipe is chosen exactly as `petri curve --method auto` \
-            evaluates it: the image scale, then a logistic-regression probe, an MLP head or a small CNN from \
-            scratch, by 3-fold cross-validation on the data. Probes are refitted on all of it; a network \
+            evaluates it: the image scale, then MLP heads on ImageNet and CellNet features, a small CNN from \
+            scratch or their blend, by 3-fold cross-validation on the data (`auto:cellnet=none`: ImageNet \
+            features only, better for a model that will meet other labs' images). Probes are refitted on all of it; a network \
             winner is saved as the ensemble of its three cross-validation models (what `curve` scores). The \
             model file holds the recipe, the fitted weights and the class names. For an honest estimate of \
             accuracy on new images, run `petri study` or `petri curve`.
@@ -34,7 +35,7 @@ struct TrainCommand: ParsableCommand {
     @Option(help: "Output model file.")
     var out: String
 
-    @Option(help: "auto, auto-fast, an lp or mlp variant, or a scratch net (scratch, scratch-mini, scratch-small).")
+    @Option(help: "auto (auto:cellnet=NAME|none), auto-fast, an lp or mlp variant, or a scratch net (scratch, scratch-mini, scratch-small).")
     var method = "auto"
 
     @Option(help: "Backbone for single-backbone recipes.")
