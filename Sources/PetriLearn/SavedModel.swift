@@ -158,6 +158,9 @@ public struct SavedModel: Codable, Sendable {
     public var mlp: MLP?
     /// Heads on other feature sets (a CellNet's) whose probabilities are averaged with `mlp`'s (absent: none).
     public var partnerHeads: [PartnerHead]?
+    /// Identity (`BackboneEntry.identity`) of every trained backbone (CellNet) the heads read, by name: a
+    /// backbone file replaced since training gives other features, so `probabilities` refuses it.
+    public var trainedBackbones: [String: String]?
     public var networks: [Network]?
     /// Calibration and triage rules (absent when training had too few images for inner cross-validation).
     public var triage: Triage?
@@ -167,6 +170,13 @@ public struct SavedModel: Codable, Sendable {
 
     /// The features `scaleReference` holds.
     public static let scaleReferenceSpec = FeatureSpec(backbones: ["efficientnet-lite0"], levels: [.head], views: 1)
+    /// The identities of the trained backbones among `backbones` and the partner heads' (for `trainedBackbones`).
+    public static func trainedBackboneIdentities(_ names: [String]) -> [String: String]? {
+        var out: [String: String] = [:]
+        for n in Set(names) { if let id = (try? ModelRegistry.entry(n))?.identity { out[n] = id } }
+        return out.isEmpty ? nil : out
+    }
+
     /// Provenance: how and on what it was trained.
     public var method: String
     public var trainedOn: String
@@ -255,6 +265,15 @@ public struct SavedModel: Codable, Sendable {
             progress?("networks", networks.count, networks.count)
             members.append(sum.scaled(by: 1 / Float(networks.count)))
             weights.append(1)
+        }
+        for (name, identity) in trainedBackbones ?? [:] {
+            let entry: BackboneEntry
+            do { entry = try ModelRegistry.entry(name) } catch {
+                throw DatasetError.malformed(file, reason: "it needs backbone '\(name)': \(error)")
+            }
+            guard entry.identity == identity else {
+                throw DatasetError.malformed(file, reason: "it was trained with backbone '\(name)' of \(identity), but the weights folder holds '\(name)' of \(entry.identity ?? "unknown"): put the original back (make setup for Petri's CellNet) or train the model again")
+            }
         }
         if mlp != nil || head != nil {
             let partners = partnerHeads ?? []

@@ -34,6 +34,9 @@ public struct BackboneEntry: Sendable {
     /// For a backbone Petri trained (`BackboneFile`): its file's size and modification time, so features of
     /// a retrained file never come from the cache of the old one. Nil for the registered ImageNet backbones.
     public var fingerprint: String? = nil
+    /// For a trained backbone: when and how it was trained (its header's `created` and `recipe`), which a
+    /// saved model records so that a replaced backbone file is noticed, not silently used.
+    public var identity: String? = nil
 }
 
 public enum ModelRegistryError: Error, CustomStringConvertible {
@@ -43,7 +46,9 @@ public enum ModelRegistryError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .unknownModel(name, known):
-            return "unknown backbone '\(name)'; known: \(known.joined(separator: ", "))"
+            return "unknown backbone '\(name)'; known: \(known.joined(separator: ", ")). A backbone trained by `petri pretrain` "
+                + "is NAME.petri-backbone in \(ModelRegistry.weightSearchPath.map(\.path).joined(separator: " or ")); "
+                + "Petri's CellNet ('cellnet') is installed there by `make setup`."
         case let .weightsMissing(model, file, searched):
             return "ImageNet weights for \(model) (\(file)) not found in \(searched.joined(separator: ", ")). "
                 + "Run `make setup` (or scripts/setup.sh) to download them, or set PETRI_WEIGHTS_DIR."
@@ -84,7 +89,8 @@ public enum ModelRegistry {
             let size = (attributes?[.size] as? NSNumber)?.intValue ?? 0
             let modified = (attributes?[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0
             return BackboneEntry(name: name, architecture: base.architecture, pipPackage: "", weightsFile: file,
-                                 dataConfig: base.dataConfig, fingerprint: "\(size)-\(modified)")
+                                 dataConfig: base.dataConfig, fingerprint: "\(size)-\(modified)",
+                                 identity: header.created + " " + header.recipe)
         }
         throw ModelRegistryError.unknownModel(name, known: names + trainedNames)
     }

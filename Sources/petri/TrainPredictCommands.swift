@@ -123,6 +123,7 @@ struct TrainCommand: ParsableCommand {
             innerCVBalancedAccuracy: scores[chosen.name], created: formatter.string(from: Date()), petriVersion: PetriVersion.string)
         model.triage = triage
         model.partnerHeads = partnerHeads
+        model.trainedBackbones = SavedModel.trainedBackboneIdentities(spec.backbones + (partnerHeads ?? []).flatMap(\.backbones))
         model.scaleReference = SavedModel.FeatureStatistics(l2NormalizedRows(try SavedModel.scaleReferenceSpec.matrix(bank)))
         try model.write(to: URL(fileURLWithPath: out))
         print("model: \(out)")

@@ -1,6 +1,7 @@
 import Foundation
 import PetriData
 import PetriEngine
+import PetriNN
 import Testing
 @testable import PetriLearn
 
@@ -189,5 +190,37 @@ import Testing
         let direct = try method.predict(train: all, test: all, context: context)
         #expect(try restored.probabilities(plain).maxAbsDifference(direct) < 1e-5)
         #expect(try model.probabilities(plain).maxAbsDifference(direct) > 1e-3)
+    }
+
+    /// A model records the trained backbones it reads; a replaced or missing backbone file is refused with a
+    /// message naming the model file and the backbone, not used for other features.
+    @Test func savedModelRefusesAReplacedTrainedBackbone() throws {
+        guard let dir = ModelRegistry.weightSearchPath.first(where: {
+            FileManager.default.fileExists(atPath: $0.appendingPathComponent("efficientnet-lite0-57934424.pth").path)
+        }) else {
+            print("skipped: ImageNet Lite0 weights not installed (run make setup)")
+            return
+        }
+        let plain = try StudyTests.sample()
+        let name = "test-identity-\(UUID().uuidString.prefix(8))"
+        let url = dir.appendingPathComponent(name + ".petri-backbone")
+        defer { try? FileManager.default.removeItem(at: url) }
+        let (lite0, _) = try ModelRegistry.make("efficientnet-lite0")
+        try BackboneFile.write(lite0, base: "efficientnet-lite0", trainedOn: ["test"], recipe: "copy", to: url)
+        let identity = try #require(try ModelRegistry.entry(name).identity)
+        #expect(SavedModel.trainedBackboneIdentities(["efficientnet-lite0", name]) == [name: identity])
+        var model = SavedModel(classNames: plain.classNames, backbones: [name], levels: ["head"], views: 1, crops: [1],
+                               preprocessing: "none", head: nil, regularisation: nil, method: "none", trainedOn: "sample",
+                               dataHash: "x", trainingImages: 0, innerCVBalancedAccuracy: nil, created: "now", petriVersion: "test")
+        func message(_ m: SavedModel) -> String {
+            do { _ = try m.probabilities(plain, file: "m.petri"); return "" } catch { return "\(error)" }
+        }
+        model.trainedBackbones = [name: identity]
+        #expect(message(model).contains("holds no classifier"))
+        model.trainedBackbones = [name: "2020-01-01T00:00:00Z other recipe"]
+        let replaced = message(model)
+        #expect(replaced.contains("m.petri") && replaced.contains("was trained with backbone '\(name)'"))
+        model.trainedBackbones = ["no-such-backbone": identity]
+        #expect(message(model).contains("needs backbone 'no-such-backbone'"))
     }
 }
