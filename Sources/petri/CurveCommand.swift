@@ -374,6 +374,7 @@ struct CurveCommand: ParsableCommand {
         ["dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methods.map(\.name), "backbone": backbone,
          "min_class_size": dataset.minClassSize, "max_per_class": dataset.maxPerClass.map { $0 as Any } ?? NSNull(),
          "draw_seed": dataset.drawSeed, "petri": PetriVersion.string].merging(dataset.preprocessConfig) { a, _ in a }
+            .merging(trainedBackboneConfig(methods)) { a, _ in a }
     }
 
     func parsedSizes() throws -> [Int?] {
@@ -504,4 +505,12 @@ func warnAboutPretrainingOverlap(_ ds: Dataset, backbones: Set<String>? = nil) {
             printError("warning: \(name) was pretrained on a set named \(setName), like this one: it has seen these test images, so scores here flatter it (use a backbone pretrained without this set, e.g. --method auto:cellnet=NAME, or auto:cellnet=none)")
         }
     }
+}
+
+/// `["trained_backbones": name → identity]` for the trained backbones (CellNet) the methods read, so that a run
+/// records which one it used and does not resume on another (absent when there are none).
+func trainedBackboneConfig(_ methods: [any FewShotMethod]) -> [String: Any] {
+    let used = methods.reduce(into: Set<String>()) { $0.formUnion(backbonesUsed($1)) }
+    guard let ids = SavedModel.trainedBackboneIdentities(Array(used)) else { return [:] }
+    return ["trained_backbones": ids]
 }

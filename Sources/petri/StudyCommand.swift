@@ -132,7 +132,7 @@ struct StudyCommand: ParsableCommand {
             "dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methodList.map(\.name), "backbone": backbone,
             "min_class_size": dataset.minClassSize, "max_per_class": dataset.maxPerClass.map { $0 as Any } ?? NSNull(),
             "draw_seed": dataset.drawSeed, "petri": PetriVersion.string, "protocol": protocol_,
-        ].merging(dataset.preprocessConfig) { a, _ in a }
+        ].merging(dataset.preprocessConfig) { a, _ in a }.merging(trainedBackboneConfig(methodList)) { a, _ in a }
         let recorder = try RunRecorder(options: store, kind: "study", dataset: ds, dataHash: hash, config: config, quiet: quiet)
         var records: [CurveRecord] = recorder.earlier
         let sizeList = try curve.parsedSizes(), seedList = try curve.parsedSeeds()
@@ -165,7 +165,9 @@ struct StudyCommand: ParsableCommand {
         let command = (["petri"] + CommandLine.arguments.dropFirst()).map { $0.contains(" ") ? "'\($0)'" : $0 }.joined(separator: " ")
         let versions = [
             "petri": PetriVersion.string, "oneDNN": dnnlVersionString(),
-            "weights": ModelRegistry.entries.map(\.weightsFile).joined(separator: ", "),
+            "weights": ModelRegistry.entries.map(\.weightsFile).joined(separator: ", ")
+                + ((trainedBackboneConfig(methodList)["trained_backbones"] as? [String: String]).map { ids in
+                    ids.sorted { $0.key < $1.key }.map { ", \($0.key).petri-backbone (\($0.value))" }.joined() } ?? ""),
         ]
         let input = StudyReportInput(dataset: ds, records: records,
                                      embedding: try? bank.features(backbone: backbone, level: .head, view: 0),
