@@ -517,32 +517,32 @@ public struct AutoMethod: FewShotMethod {
         let whole = crops[0]
         var best = crops[1]
         for c in crops.dropFirst(2) where mean[c]! > mean[best]! + 1e-9 { best = c }
-        let gains = zip(perSplit[best]!, perSplit[whole]!).map { $0 - $1 }
-        let gain = gains.reduce(0, +) / Double(gains.count)
-        let sd = gains.count > 1
-            ? (gains.map { ($0 - gain) * ($0 - gain) }.reduce(0, +) / Double(gains.count - 1)).squareRoot() : 0
-        guard gain > cropMargin + sd / Double(gains.count).squareRoot() else { return [whole] }
+        let gain = Self.pairedGain(perSplit[best]!, over: perSplit[whole]!)
+        guard gain.mean > cropMargin + gain.standardError else { return [whole] }
         guard scaleEnsemble, let runnerUp = crops.filter({ $0 != best }).max(by: { mean[$0]! < mean[$1]! }) else { return [best] }
         // The runner-up joins only when the probe cannot tell it from the best: a lead within the crop margin
         // plus one standard error. (Always taking it cost bccd n=5 0.742 → 0.716: there the runner-up of a
         // 0.7 crop was 0.4, far behind.)
-        let lead = zip(perSplit[best]!, perSplit[runnerUp]!).map { $0 - $1 }
-        let leadMean = lead.reduce(0, +) / Double(lead.count)
-        let leadSD = lead.count > 1
-            ? (lead.map { ($0 - leadMean) * ($0 - leadMean) }.reduce(0, +) / Double(lead.count - 1)).squareRoot() : 0
-        return leadMean <= cropMargin + leadSD / Double(lead.count).squareRoot() ? [best, runnerUp] : [best]
+        let lead = Self.pairedGain(perSplit[best]!, over: perSplit[runnerUp]!)
+        return lead.mean <= cropMargin + lead.standardError ? [best, runnerUp] : [best]
+    }
+
+    /// Mean and standard error of the paired differences `a − b` (split by split or fold by fold).
+    static func pairedGain(_ a: [Double], over b: [Double]) -> (mean: Double, standardError: Double) {
+        let gains = zip(a, b).map { $0 - $1 }
+        let mean = gains.reduce(0, +) / Double(gains.count)
+        guard gains.count > 1 else { return (mean, 0) }
+        let sd = (gains.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(gains.count - 1)).squareRoot()
+        return (mean, sd / Double(gains.count).squareRoot())
     }
 
     /// Whether a challenger with these per-fold scores replaces the current choice: paired per-fold gains over
     /// the first (default) candidate must exceed `candidateMargin` plus one standard error, and beat the
     /// gain of the challenger chosen so far.
     func challengerWins(_ perFold: [Double], baseline: [Double], bestGain: inout Double) -> Bool {
-        let gains = zip(perFold, baseline).map { $0 - $1 }
-        let gain = gains.reduce(0, +) / Double(gains.count)
-        let sd = gains.count > 1
-            ? (gains.map { ($0 - gain) * ($0 - gain) }.reduce(0, +) / Double(gains.count - 1)).squareRoot() : 0
-        guard gain > candidateMargin + sd / Double(gains.count).squareRoot(), gain > bestGain else { return false }
-        bestGain = gain
+        let gain = Self.pairedGain(perFold, over: baseline)
+        guard gain.mean > candidateMargin + gain.standardError, gain.mean > bestGain else { return false }
+        bestGain = gain.mean
         return true
     }
 
