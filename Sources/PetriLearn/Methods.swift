@@ -322,8 +322,6 @@ public struct AutoMethod: FewShotMethod {
     /// The candidates for the chosen scales: the chosen crop first, then (`scaleEnsemble`) the runner-up.
     public var candidatesForCrop: (([Double]) -> [any FewShotMethod])?
     public var scaleProbe: ((Double) -> any FewShotMethod)?
-    /// A smaller crop must beat the whole image by this much (inner-CV balanced accuracy) to be chosen.
-    public var cropMargin = 0.02
     /// Another candidate (or the blend) replaces the first (the default: the frozen-feature head) only when
     /// its mean per-fold gain exceeds this plus one standard error of the paired gains. Inner folds of 20–80
     /// images still move by 0.05–0.1 on noise: on busi n=20 the blend won by 0.002–0.024 on three seeds and lost
@@ -356,6 +354,34 @@ public struct AutoMethod: FewShotMethod {
     /// 0.734 with 3 splits, which kept the whole image on 4), bccd 0.792 vs 0.806, PBC 0.926 vs 0.917 (seed 1
     /// took crop 0.5 over 0.4).
     public var scaleRepeats = 3
+    /// What the scale probe is scored by on the inner folds, and how much a crop must gain by it.
+    public enum ScaleScore: String, Sendable {
+        /// The class-balanced mean probability of the true class, gains relative (ratio − 1): a crop is chosen
+        /// when it raises it by a quarter plus one standard error. On 15–40 images, balanced accuracy moves in
+        /// steps of 1/5 of a class and chose crops on noise (busi n=5: 4 of 10 seeds, each losing 0.03–0.05;
+        /// PBC: 0.5 or 0.7 instead of 0.4 on 5 of 10). The probability moves smoothly, ranked PBC's 0.4 first on
+        /// 20 of 20 evaluations, and its relative gain separates the sets (10 seeds each, gain minus SE): PBC
+        /// +0.28 to +0.62 at n=5, +0.31 to +0.45 at n=20; busi, bccd and pneumonia at most +0.23 and +0.13,
+        /// where crops lose (a Lite0+CellNet probe at each crop, test set: busi 0.585 whole vs 0.574 at 0.7,
+        /// bccd 0.695 vs 0.637). Relative, because the probe's probabilities shrink towards 1/K by an amount
+        /// that varies with the set (PBC's whole-image mean 0.21–0.29 with 8 classes, busi 0.36–0.48 with 3).
+        case trueClassProbability
+        /// Balanced accuracy, gains as differences, margin 0.02 (sessions 4–8).
+        case balancedAccuracy
+
+        /// How much the best crop must gain over the whole image, beyond one standard error.
+        public var cropMargin: Double { self == .trueClassProbability ? 0.25 : 0.02 }
+        /// Within how much (beyond one standard error) the runner-up scale must be of the chosen crop to join it.
+        /// Relative leads of PBC's 0.4 over 0.5: 0.02–0.07 at n=20, 0.04–0.24 at n=5.
+        public var runnerUpMargin: Double { self == .trueClassProbability ? 0.10 : 0.02 }
+
+        func gain(_ a: [Double], over b: [Double]) -> (mean: Double, standardError: Double) {
+            self == .trueClassProbability
+                ? AutoMethod.pairedGain(zip(a, b).map { $0 / max($1, 1e-9) }, over: b.map { _ in 1 })
+                : AutoMethod.pairedGain(a, over: b)
+        }
+    }
+    public var scaleScore = ScaleScore.trueClassProbability
     /// Expensive candidates (trained networks) are not refitted on the whole training set: the models of
     /// the inner folds, which predicted the test images alongside their held-out fold, are averaged instead
     /// (an ensemble of k models on (k−1)/k of the data; saves a training run per evaluation).
@@ -478,6 +504,18 @@ public struct AutoMethod: FewShotMethod {
         return InnerResult(score: s.reduce(0, +) / Double(s.count), extra: extra, models: models, perFold: s, foldProbabilities: own)
     }
 
+    /// Class-balanced mean probability of the true class over the held-out items of a fold.
+    func softScore(_ p: Tensor, fold: [Int], train: [Int], context: MethodContext) -> Double {
+        var sum = [Double](repeating: 0, count: context.classes), count = sum
+        for (row, position) in fold.enumerated() {
+            let label = context.labels[train[position]]
+            sum[label] += Double(p[flat: row * context.classes + label])
+            count[label] += 1
+        }
+        let present = (0..<context.classes).filter { count[$0] > 0 }
+        return present.map { sum[$0] / count[$0] }.reduce(0, +) / Double(max(1, present.count))
+    }
+
     func foldScore(_ p: Tensor, fold: [Int], train: [Int], context: MethodContext) -> Double {
         Metrics.balancedAccuracy(labels: fold.map { context.labels[train[$0]] }, predictions: argmaxRows(p), classes: context.classes)
     }
@@ -491,10 +529,10 @@ public struct AutoMethod: FewShotMethod {
         return Splits.stratifiedKFold(labels: labels, groups: groups, folds: folds, seed: context.seed &+ 17 &+ UInt64(r) &* 7919)
     }
 
-    /// The crop to use: each crop's probe is scored on `scaleRepeats` inner splits; the best-scoring smaller crop is taken when its mean gain over the whole image (the first
-    /// of `crops`) exceeds `cropMargin` plus one standard error of the per-split gains, so that a crop is
-    /// chosen for a clear effect (PBC: +0.2–0.3 at n=5), not for noise. Among smaller crops the best mean
-    /// wins outright (PBC: 0.4 beats 0.5 by 0.02–0.06, a gap a margin would hide).
+    /// The crop to use: each crop's probe is scored (`scaleScore`) on `scaleRepeats` inner splits; the
+    /// best-scoring smaller crop is taken when its mean gain over the whole image (the first of `crops`)
+    /// exceeds the score's crop margin plus one standard error of the per-split gains, so that a crop is
+    /// chosen for a clear effect (PBC), not for noise. Among smaller crops the best mean wins outright.
     func chooseCrop(train: [Int], context: MethodContext, scores: inout [String: Double]) throws -> Double {
         try chooseScales(train: train, context: context, scores: &scores)[0]
     }
@@ -510,21 +548,35 @@ public struct AutoMethod: FewShotMethod {
         var perSplit: [Double: [Double]] = [:], mean: [Double: Double] = [:]
         for c in crops {
             let probe = scaleProbe(c)
-            perSplit[c] = try splits.map { try innerScore(probe, train: train, folds: $0, context: context).score }
+            var accuracy: [Double] = [], soft: [Double] = []
+            for split in splits {
+                let r = try innerScore(probe, train: train, folds: split, context: context)
+                accuracy.append(r.score)
+                soft.append(zip(split, r.foldProbabilities).map { softScore($1, fold: $0, train: train, context: context) }
+                    .reduce(0, +) / Double(split.count))
+            }
+            perSplit[c] = scaleScore == .trueClassProbability ? soft : accuracy
             mean[c] = perSplit[c]!.reduce(0, +) / Double(splits.count)
-            scores["scale: " + probe.name] = mean[c]
+            scores["scale: " + probe.name] = accuracy.reduce(0, +) / Double(splits.count)
+            scores["scale-p: " + probe.name] = soft.reduce(0, +) / Double(splits.count)
+            if recordTestScores {
+                for r in splits.indices {
+                    scores["scale\(r): " + probe.name] = accuracy[r]
+                    scores["scale-p\(r): " + probe.name] = soft[r]
+                }
+            }
         }
         let whole = crops[0]
         var best = crops[1]
         for c in crops.dropFirst(2) where mean[c]! > mean[best]! + 1e-9 { best = c }
-        let gain = Self.pairedGain(perSplit[best]!, over: perSplit[whole]!)
-        guard gain.mean > cropMargin + gain.standardError else { return [whole] }
+        let gain = scaleScore.gain(perSplit[best]!, over: perSplit[whole]!)
+        guard gain.mean > scaleScore.cropMargin + gain.standardError else { return [whole] }
         guard scaleEnsemble, let runnerUp = crops.filter({ $0 != best }).max(by: { mean[$0]! < mean[$1]! }) else { return [best] }
         // The runner-up joins only when the probe cannot tell it from the best: a lead within the crop margin
         // plus one standard error. (Always taking it cost bccd n=5 0.742 → 0.716: there the runner-up of a
         // 0.7 crop was 0.4, far behind.)
-        let lead = Self.pairedGain(perSplit[best]!, over: perSplit[runnerUp]!)
-        return lead.mean <= cropMargin + lead.standardError ? [best, runnerUp] : [best]
+        let lead = scaleScore.gain(perSplit[best]!, over: perSplit[runnerUp]!)
+        return lead.mean <= scaleScore.runnerUpMargin + lead.standardError ? [best, runnerUp] : [best]
     }
 
     /// Mean and standard error of the paired differences `a − b` (split by split or fold by fold).
@@ -551,7 +603,11 @@ public struct AutoMethod: FewShotMethod {
         var scores: [String: Double] = [:]
         var pool = candidates
         if crops.count > 1, let candidatesForCrop {
-            pool = candidatesForCrop(try chooseScales(train: train, context: context, scores: &scores))
+            let scales = try chooseScales(train: train, context: context, scores: &scores)
+            if ProcessInfo.processInfo.environment["PETRI_AUTO_PROBE_ONLY"] == "1", let scaleProbe {
+                return Outcome(chosen: scaleProbe(scales[0]), scores: scores)
+            }
+            pool = candidatesForCrop(scales)
         }
         let smallestClass = (0..<context.classes).map { c in train.filter { context.labels[$0] == c }.count }
             .filter { $0 > 0 }.min() ?? 0

@@ -233,17 +233,19 @@ enum MethodFactory {
     /// then the recipe at that scale among `autoCandidates` (their blend below 10 images per class).
     /// `auto-fast` leaves out training from scratch (about half of `auto`'s time on bccd-wbc-crops, session 4).
     static func auto(backbone: String, fast: Bool = false, cellnet: String? = defaultCellNet, views: Int = 8,
-                     probeWithCellNet: Bool = true) -> AutoMethod {
+                     probeWithCellNet: Bool = true, probeScore: AutoMethod.ScaleScore = .trueClassProbability) -> AutoMethod {
         let partner = cellnet.flatMap(availableCellNet)
         let probeBackbones = [backbone] + (probeWithCellNet ? partner.map { [$0] } ?? [] : [])
         var m = AutoMethod(crops: [1, 0.7, 0.5, 0.4],
                            scaleProbe: { c in scaleProbe(backbones: probeBackbones, crop: c) },
                            candidates: { scales in autoCandidates(crops: scales, scratch: !fast, cellnet: partner, views: views) })
+        m.scaleScore = probeScore
         if fast { m.label = "auto-fast" }
         if let partner, partner != defaultCellNet { m.label += "[cellnet=\(partner)]" }
         if cellnet == nil { m.label += "[cellnet=none]" }
         if views != 8 { m.label += "[views=\(views)]" }
         if !probeWithCellNet, partner != nil { m.label += "[probe=lite0]" }
+        if probeScore == .balancedAccuracy { m.label += "[probe-score=accuracy]" }
         // For studying the selection rule: each candidate's test score in the records (never used to choose).
         m.recordTestScores = ProcessInfo.processInfo.environment["PETRI_AUTO_TEST_SCORES"] == "1"
         return m
@@ -264,12 +266,15 @@ enum MethodFactory {
     /// `auto:cellnet=none` (ImageNet features only); also `auto-fast:...`.
     static func customAuto(_ kind: String, _ settings: String) throws -> any FewShotMethod {
         guard kind == "auto" || kind == "auto-fast" else { throw ValidationError("unknown method '\(kind)' (auto, auto-fast)") }
-        var cellnet: String? = defaultCellNet, views = 8, probeBoth = true
+        var cellnet: String? = defaultCellNet, views = 8, probeBoth = true, probeScore = AutoMethod.ScaleScore.trueClassProbability
         for part in settings.split(separator: ":") {
             let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
             if kv.count == 2, kv[0] == "views", let v = Int(kv[1]), [1, 2, 4, 8].contains(v) { views = v; continue }
             if kv.count == 2, kv[0] == "probe", ["both", "lite0"].contains(kv[1]) { probeBoth = kv[1] == "both"; continue }
-            guard kv.count == 2, kv[0] == "cellnet" else { throw ValidationError("unknown auto setting '\(part)' (cellnet=NAME|none, views=1|2|4|8, probe=both|lite0)") }
+            if kv.count == 2, kv[0] == "probe-score", ["p", "accuracy"].contains(kv[1]) {
+                probeScore = kv[1] == "p" ? .trueClassProbability : .balancedAccuracy; continue
+            }
+            guard kv.count == 2, kv[0] == "cellnet" else { throw ValidationError("unknown auto setting '\(part)' (cellnet=NAME|none, views=1|2|4|8, probe=both|lite0, probe-score=p|accuracy)") }
             if kv[1] == "none" { cellnet = nil } else {
                 guard (try? ModelRegistry.entry(kv[1])) != nil else {
                     throw ValidationError("auto: no backbone '\(kv[1])' in \(ModelRegistry.weightSearchPath.map(\.path).joined(separator: ", ")) (trained ones: \(ModelRegistry.trainedNames.joined(separator: ", ")))")
@@ -277,7 +282,7 @@ enum MethodFactory {
                 cellnet = kv[1]
             }
         }
-        return auto(backbone: ModelRegistry.names[0], fast: kind == "auto-fast", cellnet: cellnet, views: views, probeWithCellNet: probeBoth)
+        return auto(backbone: ModelRegistry.names[0], fast: kind == "auto-fast", cellnet: cellnet, views: views, probeWithCellNet: probeBoth, probeScore: probeScore)
     }
 
     /// The probe that ranks image scales: logistic regression on one view of the backbones' head features at

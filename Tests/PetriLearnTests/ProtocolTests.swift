@@ -80,6 +80,51 @@ struct ExpensiveStub: FewShotMethod {
         #expect(try auto.choose(train: train, context: context).0.name == "at1.0")
     }
 
+    /// A probe that is right on every item with probability `truth` on the true class (the rest spread evenly):
+    /// balanced accuracy 1 whatever `truth` (above 1/K), the true-class probability `truth`.
+    struct SoftProbe: FewShotMethod {
+        var name: String
+        var truth: Float
+        func predict(train: [Int], test: [Int], context: MethodContext) throws -> Tensor {
+            let k = context.classes
+            var out = Tensor(zeros: [test.count, k])
+            for (r, i) in test.enumerated() {
+                for c in 0..<k { out[flat: r * k + c] = c == context.labels[i] ? truth : (1 - truth) / Float(k - 1) }
+            }
+            return out
+        }
+    }
+
+    /// The scale probe is scored by the true-class probability and a crop must raise it by a quarter (plus
+    /// one standard error); balanced accuracy cannot see a gain once every item is right.
+    @Test func aCropMustRaiseTheTrueClassProbabilityByAQuarter() throws {
+        let ds = Self.syntheticDataset()
+        let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 4)
+        func chosen(crop truth: Float, score: AutoMethod.ScaleScore) throws -> String {
+            var auto = AutoMethod(crops: [1, 0.5], scaleProbe: { c in SoftProbe(name: "probe\(c)", truth: c < 1 ? truth : 0.5) },
+                                  candidates: { c in [StubMethod(name: "at\(c[0])", skill: 0.9)] })
+            auto.scaleScore = score
+            let (winner, scores) = try auto.choose(train: Array(0..<45), context: context)
+            #expect(abs(scores["scale-p: probe1.0"]! - 0.5) < 1e-6)
+            #expect(abs(scores["scale: probe1.0"]! - 1) < 1e-9)
+            return winner.name
+        }
+        #expect(try chosen(crop: 0.6, score: .trueClassProbability) == "at1.0")   // +20 %: not enough
+        #expect(try chosen(crop: 0.7, score: .trueClassProbability) == "at0.5")   // +40 %
+        #expect(try chosen(crop: 0.7, score: .balancedAccuracy) == "at1.0")       // 1.0 against 1.0
+    }
+
+    /// The class-balanced mean true-class probability of a fold, by hand: class 0 items 0.9 and 0.5 (mean 0.7),
+    /// class 1 item 0.2: (0.7 + 0.2) / 2.
+    @Test func softScoreIsTheClassBalancedTrueClassProbability() {
+        let items = (0..<3).map { DatasetItem(path: "/nonexistent/\($0).png", relativePath: "\($0).png", label: $0 == 2 ? 1 : 0) }
+        let ds = Dataset(root: URL(fileURLWithPath: "/nonexistent"), classNames: ["a", "b"], items: items)
+        let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 0)
+        let p = Tensor(shape: [3, 2], data: [0.9, 0.1, 0.5, 0.5, 0.8, 0.2])
+        let auto = AutoMethod(candidates: [])
+        #expect(abs(auto.softScore(p, fold: [0, 1, 2], train: [0, 1, 2], context: context) - 0.45) < 1e-6)
+    }
+
     @Test func autoAveragesTheInnerFoldModelsOfAnExpensiveWinnerInsteadOfRefitting() throws {
         let ds = Self.syntheticDataset()
         let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 1)
