@@ -216,6 +216,52 @@ extension Tape {
 }
 
 extension Tape {
+    /// Information maximisation on unlabelled logits `[N, K]` (Liang et al. 2020, SHOT): the mean entropy of
+    /// the rows' softmax minus `diversity` × the entropy of their mean, L = (1/N) Σᵢ H(pᵢ) − λ H(p̄). Minimising
+    /// it makes each prediction confident while keeping the classes in use (without the second term every
+    /// image would drift to one class). Natural logarithms.
+    ///
+    /// Gradient: ∂L/∂zᵢⱼ = (1/N) pᵢⱼ [−(log pᵢⱼ + Hᵢ) + λ (log p̄ⱼ − Σₖ pᵢₖ log p̄ₖ)].
+    public func informationMaximisation(_ logits: Var, diversity: Float = 1) -> Var {
+        let n = logits.shape[0], k = logits.shape[1]
+        let z = logits.value.scalars
+        var p = [Double](repeating: 0, count: n * k)
+        for i in 0..<n {
+            let row = z[(i * k)..<((i + 1) * k)]
+            let m = Double(row.max()!)
+            var sum = 0.0
+            for j in 0..<k { p[i * k + j] = Foundation.exp(Double(z[i * k + j]) - m); sum += p[i * k + j] }
+            for j in 0..<k { p[i * k + j] /= sum }
+        }
+        let tiny = 1e-12
+        var entropy = [Double](repeating: 0, count: n), mean = [Double](repeating: 0, count: k)
+        for i in 0..<n {
+            for j in 0..<k {
+                let v = p[i * k + j]
+                entropy[i] -= v * Foundation.log(max(v, tiny))
+                mean[j] += v / Double(n)
+            }
+        }
+        let logMean = mean.map { Foundation.log(max($0, tiny)) }
+        let meanEntropy = -zip(mean, logMean).map { $0 * $1 }.reduce(0, +)
+        let loss = entropy.reduce(0, +) / Double(n) - Double(diversity) * meanEntropy
+        let value = Tensor(shape: [], data: [Float(loss)])
+        return record(value, inputs: [logits]) { [unowned self] dy in
+            let scale = Double(dy[flat: 0]) / Double(n)
+            var dx = [Float](repeating: 0, count: n * k)
+            for i in 0..<n {
+                var crossLogMean = 0.0
+                for j in 0..<k { crossLogMean += p[i * k + j] * logMean[j] }
+                for j in 0..<k {
+                    let v = p[i * k + j]
+                    let g = v * (-(Foundation.log(max(v, tiny)) + entropy[i]) + Double(diversity) * (logMean[j] - crossLogMean))
+                    dx[i * k + j] = Float(g * scale)
+                }
+            }
+            self.accumulate(logits, Tensor(shape: [n, k], data: dx))
+        }
+    }
+
     /// Convolution followed by batch norm with fixed statistics (frozen BN) and an optional ReLU/ReLU6,
     /// computed as one convolution with folded weights w' = w·s and bias b' = β − μ·s, s = γ/√(σ² + ε),
     /// and the activation fused. Against conv → BN → ReLU6 as three kernels this saves two full passes

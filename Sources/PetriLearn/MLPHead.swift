@@ -34,6 +34,36 @@ public struct MLPHead: Sendable {
         }
     }
 
+    /// Source-free adaptation to another lab's images (SHOT, Liang et al. 2020): the hidden layer is trained
+    /// on the new images' features alone — no labels, no training images — to make the frozen classifier's
+    /// predictions confident and diverse (`Tape.informationMaximisation`), so that the new images' features
+    /// are mapped where the classifier separates classes. The output layer stays as trained. Full batch,
+    /// AdamW at a small learning rate, no dropout, a fixed number of steps from the trained weights.
+    /// Assumes the new images cover the classes roughly evenly (the diversity term pushes towards that).
+    public struct Adaptation: Sendable {
+        public var steps = 60
+        public var learningRate: Float = 1e-3
+        public var diversity: Float = 1
+        public init() {}
+
+        public func adapt(_ head: Fitted, to features: Tensor) -> Fitted {
+            let x = MLPHead.standardized(features)
+            let w1 = Parameter(head.w1), b1 = Parameter(head.b1)
+            let optimizer = AdamW([ParameterGroup([w1, b1])], learningRate: learningRate)
+            for _ in 0..<steps {
+                optimizer.zeroGradients()
+                do {
+                    let tape = Tape(training: false)
+                    let h = try! tape.activation(tape.linear(tape.constant(x), weight: tape.parameter(w1), bias: tape.parameter(b1)), .relu)
+                    let logits = tape.linear(h, weight: tape.constant(head.w2), bias: tape.constant(head.b2))
+                    tape.backward(from: tape.informationMaximisation(logits, diversity: diversity))
+                }
+                optimizer.step()
+            }
+            return Fitted(w1: w1.value, b1: b1.value, w2: head.w2, b2: head.b2)
+        }
+    }
+
     /// Rows L2-normalised then scaled by √D, so coordinates are O(1) whatever the feature width.
     static func standardized(_ x: Tensor) -> Tensor {
         l2NormalizedRows(x).scaled(by: Float(x.shape[1]).squareRoot())

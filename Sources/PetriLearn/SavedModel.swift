@@ -243,6 +243,7 @@ public struct SavedModel: Codable, Sendable {
     /// after `adaptation`: steps that bring images of another lab closer to the training images (a central
     /// crop for another magnification, see `TargetAdaptation`).
     public func probabilities(_ dataset: Dataset, adaptation: TransformPipeline = TransformPipeline(),
+                              headAdaptation: MLPHead.Adaptation? = nil,
                               file: String = "model",
                               progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
         var dataset = dataset
@@ -281,13 +282,17 @@ public struct SavedModel: Codable, Sendable {
             let x = try featureSpec.matrix(bank)
             if let mlp {
                 // The frozen-feature family: the main head and its partners, averaged (one member of a blend).
-                var p = mlp.fitted.probabilities(x)
+                // With `headAdaptation`, each head is first adapted to these images' features (no labels).
+                let predict = { (head: MLPHead.Fitted, x: Tensor) in
+                    (headAdaptation.map { $0.adapt(head, to: x) } ?? head).probabilities(x)
+                }
+                var p = predict(mlp.fitted, x)
                 for partner in partners {
                     let xp = try partner.featureSpec.matrix(bank)
                     guard xp.shape[1] == partner.mlp.features else {
                         throw DatasetError.malformed(file, reason: "partner head on \(partner.backbones.joined(separator: "+")) expects \(partner.mlp.features) features, the backbone gives \(xp.shape[1]) (was the backbone file replaced?)")
                     }
-                    p.add(partner.mlp.fitted.probabilities(xp))
+                    p.add(predict(partner.mlp.fitted, xp))
                 }
                 members.append(partners.isEmpty ? p : p.scaled(by: 1 / Float(partners.count + 1)))
                 // Every model one vote in a blend (`EnsembleMethod.votingBlend`): the heads against the networks.

@@ -46,7 +46,7 @@ struct EvaluateCommand: ParsableCommand {
         guard !items.isEmpty else { throw PetriCLIError("no image of \(data.root.path) belongs to a class the model knows") }
         let stages = StageProgress(quiet: quiet)
         let steps = try adaptation.imageSteps(saved, ds, file: model, quiet: quiet)
-        let p = try saved.probabilities(ds, adaptation: steps, file: model) { stage, d, t in stages.update(stage, d, t) }
+        let p = try saved.probabilities(ds, adaptation: steps, headAdaptation: adaptation.headAdaptation(saved, ds, quiet: quiet), file: model) { stage, d, t in stages.update(stage, d, t) }
         let k = saved.classNames.count
         var rows = (0..<items.count).map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }
         let labels = items.map { $0.label }
@@ -111,8 +111,26 @@ struct AdaptationOptions: ParsableArguments {
     @Option(help: "Steps applied to the images before the model's own preprocessing: 'auto' (find the central crop or zoom-out at which they look most like the training images — another magnification), or a spec such as 'centercrop(fraction=0.5)'.")
     var adapt = "none"
 
+    @Flag(help: "Also adapt the model's frozen-feature heads to the new images, without their labels: the hidden layer is trained to make the heads' predictions on them confident and spread over the classes (information maximisation, as in SHOT). Assumes the images cover the classes roughly evenly.")
+    var adaptHeads = false
+
+    @Option(help: "Steps of head adaptation (with --adapt-heads).")
+    var adaptSteps = 60
+
     func validate() throws {
         if adapt != "auto" { _ = try pipeline() }
+        guard adaptSteps > 0 else { throw ValidationError("--adapt-steps must be positive") }
+    }
+
+    /// The head adaptation asked for, with warnings when it cannot apply.
+    func headAdaptation(_ model: SavedModel, _ dataset: Dataset, quiet: Bool) -> MLPHead.Adaptation? {
+        guard adaptHeads else { return nil }
+        if model.mlp == nil { printError("warning: --adapt-heads: this model has no frozen-feature MLP head (\(model.kind)); nothing is adapted") }
+        if model.networks != nil, model.mlp != nil { printError("warning: --adapt-heads adapts the MLP heads only, not the model's networks") }
+        if dataset.items.count < 50 { printError("warning: --adapt-heads learns from the new images' predictions as a whole; \(dataset.items.count) image(s) are few for that (50 or more)") }
+        var a = MLPHead.Adaptation()
+        a.steps = adaptSteps
+        return a
     }
 
     func pipeline() throws -> TransformPipeline {

@@ -160,6 +160,21 @@ enum GradientCheck {
         }
     }
 
+    @Test func informationMaximisationGradient() throws {
+        let logits = GradientCheck.parameter([6, 4], seed: 17, low: -3, high: 3)
+        _ = try GradientCheck.run([logits], epsilon: 1e-3) { tape, v in tape.informationMaximisation(v[0], diversity: 0.8) }
+    }
+
+    @Test func informationMaximisationValueByHand() {
+        // Rows p = (1/4, 3/4) and (3/4, 1/4): each row's entropy h = −(¼ ln ¼ + ¾ ln ¾), their mean (½, ½) has
+        // entropy ln 2, so L = h − λ ln 2.
+        let tape = Tape()
+        let l3 = Float(Foundation.log(3.0))
+        let l = tape.informationMaximisation(tape.constant(Tensor(shape: [2, 2], data: [0, l3, l3, 0])), diversity: 0.5)
+        let h = -(0.25 * Foundation.log(0.25) + 0.75 * Foundation.log(0.75))
+        #expect(abs(Double(l.value[flat: 0]) - (h - 0.5 * Foundation.log(2.0))) < 1e-6)
+    }
+
     @Test func crossEntropyValueByHand() {
         let tape = Tape()
         // logits (0, ln 3): p = (1/4, 3/4); label 1, smoothing 0.2 → target (0.1, 0.9)

@@ -224,3 +224,46 @@ import Testing
         #expect(message(model).contains("needs backbone 'no-such-backbone'"))
     }
 }
+
+/// Head adaptation without labels (`MLPHead.Adaptation`) on synthetic features: three well-separated classes,
+/// and "another lab" whose features are the same clusters moved by a common offset, so that the source head
+/// calls most of one class another. Adapting the hidden layer to the moved features alone (confident, diverse
+/// predictions) must win back accuracy, and leave an unshifted set about as it was.
+@Suite struct HeadAdaptationTests {
+    static func clusters(perClass: Int, offset: [Float], seed: UInt64) -> (Tensor, [Int]) {
+        var rng = SeededGenerator(seed: seed)
+        let d = 6
+        var rows: [Float] = [], labels: [Int] = []
+        for c in 0..<3 {
+            for _ in 0..<perClass {
+                for j in 0..<d { rows.append((j == c ? 2 : 0) + offset[j] + 0.35 * rng.normal()) }
+                labels.append(c)
+            }
+        }
+        return (Tensor(shape: [3 * perClass, d], data: rows), labels)
+    }
+
+    static func accuracy(_ p: Tensor, _ labels: [Int]) -> Double {
+        let k = p.shape[1]
+        let right = labels.indices.filter { i in (0..<k).max { p[flat: i * k + $0] < p[flat: i * k + $1] }! == labels[i] }
+        return Double(right.count) / Double(labels.count)
+    }
+
+    @Test func adaptingToShiftedFeaturesWinsBackAccuracy() {
+        let (x, y) = Self.clusters(perClass: 30, offset: [0, 0, 0, 0, 0, 0], seed: 1)
+        var recipe = MLPHead()
+        recipe.steps = 200
+        let head = recipe.fit(x, labels: y, classes: 3, seed: 0)
+        #expect(Self.accuracy(head.probabilities(x), y) > 0.95)
+        let (shifted, ys) = Self.clusters(perClass: 40, offset: [1.4, 0, -1.2, 0.8, 0, 0], seed: 2)
+        let before = Self.accuracy(head.probabilities(shifted), ys)
+        let adapted = MLPHead.Adaptation().adapt(head, to: shifted)
+        let after = Self.accuracy(adapted.probabilities(shifted), ys)
+        #expect(before < 0.8, "the shift should hurt the source head (accuracy \(before))")
+        #expect(after > before + 0.1, "adaptation \(before) → \(after)")
+        #expect(adapted.w2.scalars == head.w2.scalars)   // the classifier stays as trained
+        let (same, yss) = Self.clusters(perClass: 40, offset: [0, 0, 0, 0, 0, 0], seed: 3)
+        let unshifted = Self.accuracy(MLPHead.Adaptation().adapt(head, to: same).probabilities(same), yss)
+        #expect(unshifted > 0.9)
+    }
+}
