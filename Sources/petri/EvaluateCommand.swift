@@ -46,7 +46,7 @@ struct EvaluateCommand: ParsableCommand {
         guard !items.isEmpty else { throw PetriCLIError("no image of \(data.root.path) belongs to a class the model knows") }
         let stages = StageProgress(quiet: quiet)
         let steps = try adaptation.imageSteps(saved, ds, file: model, quiet: quiet)
-        let p = try saved.probabilities(ds, adaptation: steps, headAdaptation: adaptation.headAdaptation(saved, ds, quiet: quiet), file: model) { stage, d, t in stages.update(stage, d, t) }
+        let p = try saved.probabilities(ds, adaptation: steps, headAdaptation: adaptation.headAdaptation(saved, ds, labelled: true, quiet: quiet), file: model) { stage, d, t in stages.update(stage, d, t) }
         let k = saved.classNames.count
         var rows = (0..<items.count).map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }
         let labels = items.map { $0.label }
@@ -117,19 +117,34 @@ struct AdaptationOptions: ParsableArguments {
     @Option(help: "Steps of head adaptation (with --adapt-heads).")
     var adaptSteps = 60
 
+    @Option(help: "Weight of the class-diversity term of head adaptation (default 0.3; 1 forces an even class mix).")
+    var adaptDiversity: Float?
+
+    @Option(help: "Weight of the pseudo-label term of head adaptation (default 0.3; 0 leaves it out).")
+    var adaptPseudoLabels: Float?
+
     func validate() throws {
         if adapt != "auto" { _ = try pipeline() }
         guard adaptSteps > 0 else { throw ValidationError("--adapt-steps must be positive") }
+        for (name, v) in [("--adapt-diversity", adaptDiversity), ("--adapt-pseudo-labels", adaptPseudoLabels)] {
+            if let v, !(v >= 0 && v.isFinite) { throw ValidationError("\(name) must be a non-negative number") }
+        }
     }
 
     /// The head adaptation asked for, with warnings when it cannot apply.
-    func headAdaptation(_ model: SavedModel, _ dataset: Dataset, quiet: Bool) -> MLPHead.Adaptation? {
+    func headAdaptation(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, quiet: Bool) -> MLPHead.Adaptation? {
         guard adaptHeads else { return nil }
         if model.mlp == nil { printError("warning: --adapt-heads: this model has no frozen-feature MLP head (\(model.kind)); nothing is adapted") }
         if model.networks != nil, model.mlp != nil { printError("warning: --adapt-heads adapts the MLP heads only, not the model's networks") }
         if dataset.items.count < 50 { printError("warning: --adapt-heads learns from the new images' predictions as a whole; \(dataset.items.count) image(s) are few for that (50 or more)") }
+        let present = Set(dataset.items.map(\.label)).count
+        if labelled, present < model.classNames.count {
+            printError("warning: --adapt-heads assumes the images hold all of the model's \(model.classNames.count) classes; these hold \(present) (measured: with half the classes absent it made things worse)")
+        }
         var a = MLPHead.Adaptation()
         a.steps = adaptSteps
+        if let adaptDiversity { a.diversity = adaptDiversity }
+        if let adaptPseudoLabels { a.pseudoLabelWeight = adaptPseudoLabels }
         return a
     }
 

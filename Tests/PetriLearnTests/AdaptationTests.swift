@@ -257,13 +257,32 @@ import Testing
         #expect(Self.accuracy(head.probabilities(x), y) > 0.95)
         let (shifted, ys) = Self.clusters(perClass: 40, offset: [1.4, 0, -1.2, 0.8, 0, 0], seed: 2)
         let before = Self.accuracy(head.probabilities(shifted), ys)
-        let adapted = MLPHead.Adaptation().adapt(head, to: shifted)
-        let after = Self.accuracy(adapted.probabilities(shifted), ys)
         #expect(before < 0.8, "the shift should hurt the source head (accuracy \(before))")
-        #expect(after > before + 0.1, "adaptation \(before) → \(after)")
-        #expect(adapted.w2.scalars == head.w2.scalars)   // the classifier stays as trained
+        var informationOnly = MLPHead.Adaptation()
+        informationOnly.pseudoLabelWeight = 0
+        informationOnly.diversity = 1
+        for recipe in [MLPHead.Adaptation(), informationOnly] {
+            let adapted = recipe.adapt(head, to: shifted)
+            let after = Self.accuracy(adapted.probabilities(shifted), ys)
+            #expect(after > before + 0.1, "adaptation \(before) → \(after) (pseudo-labels \(recipe.pseudoLabelWeight))")
+            #expect(adapted.w2.scalars == head.w2.scalars)   // the classifier stays as trained
+        }
         let (same, yss) = Self.clusters(perClass: 40, offset: [0, 0, 0, 0, 0, 0], seed: 3)
         let unshifted = Self.accuracy(MLPHead.Adaptation().adapt(head, to: same).probabilities(same), yss)
         #expect(unshifted > 0.9)
+    }
+
+    /// SHOT's pseudo-labels: on clusters the head already separates, the nearest prediction-weighted centroid
+    /// of every row is its own class; moved into the shifted clusters, they beat the source head's argmax.
+    @Test func centroidPseudoLabelsFollowTheClusters() {
+        let (x, y) = Self.clusters(perClass: 30, offset: [0, 0, 0, 0, 0, 0], seed: 1)
+        var recipe = MLPHead()
+        recipe.steps = 200
+        let head = recipe.fit(x, labels: y, classes: 3, seed: 0)
+        #expect(MLPHead.Adaptation.centroidLabels(head, MLPHead.standardized(x)) == y)
+        let (shifted, ys) = Self.clusters(perClass: 40, offset: [1.4, 0, -1.2, 0.8, 0, 0], seed: 2)
+        let pseudo = MLPHead.Adaptation.centroidLabels(head, MLPHead.standardized(shifted))
+        let pseudoAccuracy = Double(zip(pseudo, ys).filter { $0 == $1 }.count) / Double(ys.count)
+        #expect(pseudoAccuracy > Self.accuracy(head.probabilities(shifted), ys))
     }
 }
