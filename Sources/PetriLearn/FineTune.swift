@@ -355,6 +355,19 @@ public struct FittedNetwork: FittedClassifier {
         TransformPipeline(crop < 1 ? [CenterCrop(fraction: crop)] : [])
     }
 
+    /// Adapts the network's batch-norm statistics to `items` (AdaBN, `SmallCNN.adaptNormalisation`), seen as
+    /// they are predicted (crop and dihedral views). Modifies the shared model in place.
+    public func adaptNormalisation(to items: [Int], context: MethodContext) throws {
+        var batches: [Tensor] = []
+        let k = model.classifier.weight.value.shape[0]
+        _ = try predictWithViews(test: items, context: context, dataConfig: model.config.dataConfig,
+                                 preprocessing: Self.preprocessing(crop: crop), views: views, classes: k) { batch in
+            batches.append(batch)
+            return Tensor(zeros: [batch.shape[0], k])
+        }
+        try model.adaptNormalisation(to: batches)
+    }
+
     public func probabilities(_ items: [Int], context: MethodContext) throws -> Tensor {
         try predictWithViews(test: items, context: context, dataConfig: model.config.dataConfig,
                              preprocessing: Self.preprocessing(crop: crop),

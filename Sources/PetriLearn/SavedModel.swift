@@ -243,7 +243,7 @@ public struct SavedModel: Codable, Sendable {
     /// after `adaptation`: steps that bring images of another lab closer to the training images (a central
     /// crop for another magnification, see `TargetAdaptation`).
     public func probabilities(_ dataset: Dataset, adaptation: TransformPipeline = TransformPipeline(),
-                              headAdaptation: MLPHead.Adaptation? = nil,
+                              headAdaptation: MLPHead.Adaptation? = nil, adaptNetworkNormalisation: Bool = false,
                               file: String = "model",
                               progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
         var dataset = dataset
@@ -261,7 +261,9 @@ public struct SavedModel: Codable, Sendable {
             var sum = Tensor(zeros: [dataset.items.count, classNames.count])
             for (i, n) in networks.enumerated() {
                 progress?("networks", i, networks.count)
-                sum.add(try n.restored(file: file).probabilities(Array(dataset.items.indices), context: context))
+                let network = try n.restored(file: file)
+                if adaptNetworkNormalisation { try network.adaptNormalisation(to: Array(dataset.items.indices), context: context) }
+                sum.add(try network.probabilities(Array(dataset.items.indices), context: context))
             }
             progress?("networks", networks.count, networks.count)
             members.append(sum.scaled(by: 1 / Float(networks.count)))

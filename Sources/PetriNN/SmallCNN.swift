@@ -82,6 +82,38 @@ public final class SmallCNN: Module {
         return classifier(h, on: tape)
     }
 
+    /// AdaBN (Li et al. 2016): replaces every batch norm's running statistics by those of `batches` (images
+    /// `[N, S, S, 3]` of another lab, no labels), layer by layer — each layer's statistics are taken after the
+    /// layers below it were adapted. The learned γ, β and weights are kept. Modifies this network in place.
+    public func adaptNormalisation(to batches: [Tensor]) throws {
+        for i in convs.indices {
+            let channels = norms[i].runningMean.value.count
+            var sum = [Double](repeating: 0, count: channels), squares = sum
+            var count = 0
+            for batch in batches {
+                let tape = Tape(training: false)
+                var h = tape.constant(batch)
+                for j in 0..<i {
+                    h = try norms[j](convs[j](h, on: tape), on: tape, mode: .batch)
+                    h = tape.maxPool(h, kernel: 3, stride: 2, padding: 1, relu: true)
+                }
+                let z = try convs[i](h, on: tape).value   // NHWC
+                let values = z.scalars
+                for (k, v) in values.enumerated() {
+                    let c = k % channels
+                    sum[c] += Double(v)
+                    squares[c] += Double(v) * Double(v)
+                }
+                count += values.count / channels
+            }
+            guard count > 1 else { return }
+            let mean = sum.map { $0 / Double(count) }
+            let variance = zip(squares, mean).map { max(0, $0 / Double(count) - $1 * $1) * Double(count) / Double(count - 1) }
+            norms[i].runningMean.value = Tensor(shape: [channels], data: mean.map(Float.init))
+            norms[i].runningVariance.value = Tensor(shape: [channels], data: variance.map(Float.init))
+        }
+    }
+
     /// Inference logits.
     public func logits(_ images: Tensor) throws -> Tensor {
         var rng = SeededGenerator(seed: 0)

@@ -46,7 +46,7 @@ struct EvaluateCommand: ParsableCommand {
         guard !items.isEmpty else { throw PetriCLIError("no image of \(data.root.path) belongs to a class the model knows") }
         let stages = StageProgress(quiet: quiet)
         let steps = try adaptation.imageSteps(saved, ds, file: model, quiet: quiet)
-        let p = try saved.probabilities(ds, adaptation: steps, headAdaptation: adaptation.headAdaptation(saved, ds, labelled: true, quiet: quiet), file: model) { stage, d, t in stages.update(stage, d, t) }
+        let p = try saved.probabilities(ds, adaptation: steps, headAdaptation: adaptation.headAdaptation(saved, ds, labelled: true, quiet: quiet), adaptNetworkNormalisation: adaptation.adaptNorm, file: model) { stage, d, t in stages.update(stage, d, t) }
         let k = saved.classNames.count
         var rows = (0..<items.count).map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }
         let labels = items.map { $0.label }
@@ -113,6 +113,9 @@ struct AdaptationOptions: ParsableArguments {
 
     @Flag(help: "Also adapt the model's frozen-feature heads to the new images, without their labels: the hidden layer is trained to make the heads' predictions on them confident and spread over the classes (information maximisation, as in SHOT). Assumes the images cover the classes roughly evenly.")
     var adaptHeads = false
+
+    @Flag(help: "Also adapt the model's networks trained from scratch to the new images, without their labels: each batch norm's statistics are recomputed on them (AdaBN). Assumes the images hold the model's classes in a not too uneven mix.")
+    var adaptNorm = false
 
     @Option(help: "Steps of head adaptation (with --adapt-heads).")
     var adaptSteps = 60

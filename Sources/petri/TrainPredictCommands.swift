@@ -201,7 +201,7 @@ struct PredictCommand: ParsableCommand {
         guard !ds.items.isEmpty else { throw PetriCLIError("no readable images among the inputs") }
         let stages = StageProgress(quiet: quiet)
         let steps = try adaptation.imageSteps(saved, ds, file: model, quiet: quiet)
-        let p = try saved.probabilities(ds, adaptation: steps, headAdaptation: adaptation.headAdaptation(saved, ds, labelled: false, quiet: quiet), file: model) { stage, d, t in stages.update(stage, d, t) }
+        let p = try saved.probabilities(ds, adaptation: steps, headAdaptation: adaptation.headAdaptation(saved, ds, labelled: false, quiet: quiet), adaptNetworkNormalisation: adaptation.adaptNorm, file: model) { stage, d, t in stages.update(stage, d, t) }
         let k = saved.classNames.count
         func csvField(_ s: String) -> String { s.contains(",") || s.contains("\"") ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s }
         // With calibration in the model: tempered probabilities, an accept/review mark and the prediction set.

@@ -4,6 +4,38 @@ import Testing
 @testable import PetriNN
 
 @Suite struct SmallCNNTests {
+    /// AdaBN: after `adaptNormalisation` on two batches of images from "another lab" (shifted and scaled
+    /// inputs), every batch norm normalises those images' pre-norm activations to mean 0 and variance 1 per
+    /// channel over all of them (γ = 1, β = 0 at initialisation), layer by layer.
+    @Test func adaptNormalisationTakesEachLayersStatisticsFromTheNewImages() throws {
+        var rng = SeededGenerator(seed: 3)
+        let config = SmallCNNConfig(name: "test", channels: [4, 6], kernelSize: 3, inputSize: 16)
+        let model = SmallCNN(config, classes: 2, rng: &rng)
+        let batches = (0..<2).map { _ in
+            Tensor(shape: [5, 16, 16, 3], data: (0..<(5 * 16 * 16 * 3)).map { _ in 2.5 * rng.normal() + 1.5 })
+        }
+        try model.adaptNormalisation(to: batches)
+        for layer in model.convs.indices {
+            var values: [[Float]] = Array(repeating: [], count: config.channels[layer])
+            for batch in batches {
+                let tape = Tape(training: false)
+                var h = tape.constant(batch)
+                for j in 0..<layer {
+                    h = try model.norms[j](model.convs[j](h, on: tape), on: tape, mode: .batch)
+                    h = tape.maxPool(h, kernel: 3, stride: 2, padding: 1, relu: true)
+                }
+                let y = try model.norms[layer](model.convs[layer](h, on: tape), on: tape, mode: .batch).value.scalars
+                for (k, v) in y.enumerated() { values[k % values.count].append(v) }
+            }
+            for channel in values {
+                let mean = channel.reduce(0, +) / Float(channel.count)
+                let variance = channel.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Float(channel.count - 1)
+                #expect(abs(mean) < 1e-3, "layer \(layer): mean \(mean)")
+                #expect(abs(variance - 1) < 1e-2, "layer \(layer): variance \(variance)")
+            }
+        }
+    }
+
     /// Horizontal vs vertical stripes at random phases: trivially learnable, so a from-scratch net that
     /// trains at all (forward, batch-stat BN, pooling, backward, AdamW) must fit them.
     @Test func learnsStripeOrientationFromScratch() throws {
