@@ -136,9 +136,10 @@ struct AdaptationOptions: ParsableArguments {
 
     /// The head adaptation asked for, with warnings when it cannot apply.
     func headAdaptation(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, quiet: Bool) -> MLPHead.Adaptation? {
+        if adaptNorm, model.networks == nil { printError("warning: --adapt-norm: this model has no network trained from scratch (\(model.kind)); nothing is adapted (--adapt-heads adapts MLP heads)") }
         guard adaptHeads else { return nil }
         if model.mlp == nil { printError("warning: --adapt-heads: this model has no frozen-feature MLP head (\(model.kind)); nothing is adapted") }
-        if model.networks != nil, model.mlp != nil { printError("warning: --adapt-heads adapts the MLP heads only, not the model's networks") }
+        if model.networks != nil, model.mlp != nil, !adaptNorm { printError("warning: --adapt-heads adapts the MLP heads only, not the model's networks (--adapt-norm adapts those)") }
         if dataset.items.count < 50 { printError("warning: --adapt-heads learns from the new images' predictions as a whole; \(dataset.items.count) image(s) are few for that (50 or more)") }
         var counts: [Int: Int] = [:]
         for item in dataset.items { counts[item.label, default: 0] += 1 }
