@@ -269,6 +269,22 @@ import Testing
         let croppedModel = try roundTrip(saved(mlp: nil, networks: [SavedModel.Network(croppedNet)]))
         #expect(try croppedModel.probabilities(ds).maxAbsDifference(croppedNet.probabilities(all, context: context)) < 1e-5)
         #expect(try croppedNet.probabilities(all, context: context).maxAbsDifference(try nets[0].probabilities(all, context: context)) > 1e-3)
+        // Adapting to the images (no labels): the saved blend adapts each head and each network as the parts
+        // would by hand (AdaBN for the networks, information maximisation + pseudo-labels for the head).
+        let x = try FeatureSpec().matrix(bank)
+        let adaptedHead = MLPHead.Adaptation().adapt(mlpFitted, to: x).probabilities(x)
+        #expect(try mlpModel.probabilities(ds, headAdaptation: MLPHead.Adaptation()).maxAbsDifference(adaptedHead) < 1e-5)
+        #expect(adaptedHead.maxAbsDifference(mlpProbabilities) > 1e-3)
+        let blendAdapted = try blend.probabilities(ds, headAdaptation: MLPHead.Adaptation(), adaptNetworkNormalisation: true)
+        var byHand = Tensor(zeros: [all.count, 4])
+        for n in nets {
+            try n.adaptNormalisation(to: all, context: context)   // in place: `nets` are not used after this
+            byHand.add(try n.probabilities(all, context: context))
+        }
+        #expect(byHand.scaled(by: 0.5).maxAbsDifference(expected.scaled(by: 0.5)) > 1e-3)
+        var adaptedMean = byHand.scaled(by: 0.5)
+        adaptedMean.add(adaptedHead)
+        #expect(blendAdapted.maxAbsDifference(adaptedMean.scaled(by: 0.5)) < 1e-4)
     }
 }
 
