@@ -137,17 +137,20 @@ struct AdaptationOptions: ParsableArguments {
     /// The head adaptation asked for, with warnings when it cannot apply.
     func headAdaptation(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, quiet: Bool) -> MLPHead.Adaptation? {
         if adaptNorm, model.networks == nil { printError("warning: --adapt-norm: this model has no network trained from scratch (\(model.kind)); nothing is adapted (--adapt-heads adapts MLP heads)") }
+        if adaptHeads || adaptNorm {
+            let flag = adaptHeads ? "--adapt-heads" : "--adapt-norm"
+            var counts: [Int: Int] = [:]
+            for item in dataset.items { counts[item.label, default: 0] += 1 }
+            if labelled, counts.count < model.classNames.count {
+                printError("warning: \(flag) assumes the images hold all of the model's \(model.classNames.count) classes; these hold \(counts.count) (measured: with half the classes absent it made things worse)")
+            } else if labelled, let most = counts.values.max(), let least = counts.values.min(), most > 3 * least {
+                printError("warning: \(flag) assumes a not too uneven class mix; these images range from \(least) to \(most) per class (measured on bccd's, 20 to 205: it cost balanced accuracy where balanced subsets gained)")
+            }
+        }
         guard adaptHeads else { return nil }
         if model.mlp == nil { printError("warning: --adapt-heads: this model has no frozen-feature MLP head (\(model.kind)); nothing is adapted") }
         if model.networks != nil, model.mlp != nil, !adaptNorm { printError("warning: --adapt-heads adapts the MLP heads only, not the model's networks (--adapt-norm adapts those)") }
         if dataset.items.count < 50 { printError("warning: --adapt-heads learns from the new images' predictions as a whole; \(dataset.items.count) image(s) are few for that (50 or more)") }
-        var counts: [Int: Int] = [:]
-        for item in dataset.items { counts[item.label, default: 0] += 1 }
-        if labelled, counts.count < model.classNames.count {
-            printError("warning: --adapt-heads assumes the images hold all of the model's \(model.classNames.count) classes; these hold \(counts.count) (measured: with half the classes absent it made things worse)")
-        } else if labelled, let most = counts.values.max(), let least = counts.values.min(), most > 3 * least {
-            printError("warning: --adapt-heads assumes a not too uneven class mix; these images range from \(least) to \(most) per class (measured on bccd's, 20 to 205: it cost 0.01-0.05 balanced accuracy where balanced subsets gained 0.01-0.10)")
-        }
         var a = MLPHead.Adaptation()
         a.steps = adaptSteps
         if let adaptDiversity { a.diversity = adaptDiversity }
