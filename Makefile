@@ -3,7 +3,7 @@ SWIFT ?= swift
 SAMPLE ?= Samples/bccd-wbc-mini
 export OMP_NUM_THREADS ?= $(shell nproc)
 
-.PHONY: setup build demo test bench clean
+.PHONY: setup build demo test bench crosslab clean
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,9 @@ test: setup
 
 bench: build
 	scripts/bench.sh
+
+crosslab: build
+	scripts/crosslab.sh
 
 clean:
 	rm -rf .build
