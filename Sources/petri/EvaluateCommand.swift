@@ -19,6 +19,9 @@ struct EvaluateCommand: ParsableCommand {
             Examples:
               petri train ../shared/datasets/bccd-wbc-crops --out bccd.petri
               petri evaluate bccd.petri other-lab/ --max-per-class 100
+              petri evaluate bccd.petri other-lab/ --adapt auto --adapt-heads --adapt-norm
+            The last adapts the magnification and the model to the new images (no labels used); it assumes a \
+            roughly even class mix.
             """)
 
     @Argument(help: "Model file written by `petri train`.")
