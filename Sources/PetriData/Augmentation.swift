@@ -283,7 +283,11 @@ public struct Sometimes: ImageTransform {
         self.probability = probability
         self.transform = transform
     }
-    public var spec: String { probability >= 1 ? transform.spec : "\(transform.spec)@\(probability)" }
+    public var spec: String {
+        guard probability < 1 else { return transform.spec }
+        let inner = transform.spec
+        return inner.hasSuffix(")") ? String(inner.dropLast()) + ",p=\(probability))" : inner + "(p=\(probability))"
+    }
     public func apply(_ image: FloatImage, rng: inout SeededGenerator) -> FloatImage {
         Double.random(in: 0..<1, using: &rng) < probability ? transform.apply(image, rng: &rng) : image
     }

@@ -2,7 +2,7 @@ import Foundation
 import PetriEngine
 
 /// A sequence of transforms, written and read as a spec such as
-/// `dihedral, crop(scale=0.6-1), hsv(h=0.03,s=0.15,v=0.1)@0.8` (`@p`: apply with probability p).
+/// `dihedral, crop(scale=0.6-1), hsv(h=0.03,s=0.15,v=0.1,p=0.8)` (`p=`: apply the step with that probability).
 /// The spec is what runs record, so a pipeline can always be rebuilt from a run record.
 public struct TransformPipeline: Sendable {
     public var steps: [any ImageTransform]
@@ -25,9 +25,9 @@ public struct TransformPipeline: Sendable {
     /// The built-in augmentation policies.
     public static let policies: [String: String] = [
         "none": "",
-        "light": "hflip, crop(scale=0.8-1), intensity(brightness=0.1,contrast=0.1,gamma=0.1)@0.5",
-        "cells": "dihedral, crop(scale=0.6-1), hsv(h=0.03,s=0.15,v=0.1)@0.8, hed(sigma=0.05,bias=0.01)@0.5, blur(sigma=0.1-1)@0.2",
-        "ultrasound": "hflip, rotate(degrees=10), crop(scale=0.8-1), intensity(brightness=0.2,contrast=0.2,gamma=0.2)@0.8, speckle(std=0.15)@0.5",
+        "light": "hflip, crop(scale=0.8-1), intensity(brightness=0.1,contrast=0.1,gamma=0.1,p=0.5)",
+        "cells": "dihedral, crop(scale=0.6-1), hsv(h=0.03,s=0.15,v=0.1,p=0.8), hed(sigma=0.05,bias=0.01,p=0.5), blur(sigma=0.1-1,p=0.2)",
+        "ultrasound": "hflip, rotate(degrees=10), crop(scale=0.8-1), intensity(brightness=0.2,contrast=0.2,gamma=0.2,p=0.8), speckle(std=0.15,p=0.5)",
     ]
 
     /// A policy by name (`none`, `light`, `cells`, `ultrasound`), a spec, or `@FILE` holding a spec.
@@ -64,11 +64,10 @@ public struct TransformPipeline: Sendable {
                         "blur", "noise", "speckle"]
 
     static func parseItem(_ item: String) throws -> any ImageTransform {
-        var text = item, probability = 1.0
-        if let at = text.lastIndex(of: "@"), let p = Double(text[text.index(after: at)...]) {
-            guard (0...1).contains(p) else { throw PipelineError("'\(item)': probability must be in 0…1") }
-            probability = p
-            text = String(text[..<at])
+        let text = item
+        var probability = 1.0
+        if text.contains("@") {
+            throw PipelineError("'\(item)': write a step's probability as p=… inside its parentheses, e.g. hed(sigma=0.05,p=0.5)")
         }
         var name = text, args: [String: String] = [:]
         if let open = text.firstIndex(of: "(") {
@@ -97,6 +96,11 @@ public struct TransformPipeline: Sendable {
                 throw PipelineError("'\(item)': \(key) must be a number or a range like 0.6-1, got '\(v)'")
             }
             return parts[0]...parts[1]
+        }
+        if let p = args["p"] {
+            used.insert("p")
+            guard let v = Double(p), (0...1).contains(v) else { throw PipelineError("'\(item)': p must be a probability in 0…1, got '\(p)'") }
+            probability = v
         }
         let t: any ImageTransform
         switch name {

@@ -205,12 +205,12 @@ public final class RunStore {
         }
     }
 
-    /// Keys `method|size|seed` of the results a run already has.
-    public func completedKeys(run id: Int64) throws -> Set<String> {
+    /// The keys of the results a run already has.
+    public func completedKeys(run id: Int64) throws -> Set<RunKey> {
         try queue.read { db in
-            Set(try Row.fetchAll(db, sql: "SELECT method, size, seed FROM result WHERE runId = ?", arguments: [id]).map { row in
+            Set(try Row.fetchAll(db, sql: "SELECT method, size, seed FROM result WHERE runId = ?", arguments: [id]).compactMap { row in
                 let m: String = row["method"], s: String = row["size"], seed: Int64 = row["seed"]
-                return "\(m)|\(s)|\(seed)"
+                return RunKey(method: m, sizeLabel: s, seed: UInt64(bitPattern: seed))
             })
         }
     }

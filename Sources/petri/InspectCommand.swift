@@ -104,7 +104,7 @@ struct AugmentPreviewCommand: ParsableCommand {
         discussion: """
             Policies: none, light, cells (dihedral + HSV/stain jitter + crop), ultrasound (intensity + speckle + \
             small rotation, no vertical flip), or your own spec such as \
-            "dihedral, crop(scale=0.6-1), hed(sigma=0.05)@0.5, blur(sigma=0.1-1)@0.2", or @FILE with one step per line.
+            "dihedral, crop(scale=0.6-1), hed(sigma=0.05,p=0.5), blur(sigma=0.1-1,p=0.2)", or @FILE with one step per line.
 
             Example:
               petri augment-preview Samples/bccd-wbc-mini --policy cells --out preview.png

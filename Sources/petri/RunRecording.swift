@@ -24,8 +24,8 @@ struct StoreOptions: ParsableArguments {
 final class RunRecorder {
     let store: RunStore?
     let runID: Int64?
-    /// `method|size|seed` of results already in the resumed run.
-    private(set) var completed: Set<String> = []
+    /// Results already in the resumed run.
+    private(set) var completed: Set<RunKey> = []
     /// The resumed run's results (for the report).
     private(set) var earlier: [CurveRecord] = []
     private var signalSources: [DispatchSourceSignal] = []
@@ -61,9 +61,7 @@ final class RunRecorder {
         installSignalHandlers()
     }
 
-    func isDone(_ method: String, _ size: Int?, _ seed: UInt64) -> Bool {
-        completed.contains("\(method)|\(size.map(String.init) ?? "all")|\(seed)")
-    }
+    func isDone(_ key: RunKey) -> Bool { completed.contains(key) }
 
     func record(_ r: CurveRecord, dataset: Dataset) throws {
         guard let store, let runID else { return }

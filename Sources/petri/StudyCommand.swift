@@ -54,6 +54,8 @@ struct StudyCommand: ParsableCommand {
     ]
 
     /// The methods of `--methods`, or the default ones for `--compare`.
+    func methodSpecs() throws -> [MethodSpec] { try MethodArguments.specs(try methodNames(), backbone: backbone) }
+
     func methodNames() throws -> String {
         if let methods { return methods }
         switch compare {
@@ -95,23 +97,15 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "kfold: fraction of each class held out.")
     var holdout = 0.1
 
-    /// The central crop `auto` chose most often in `records` (1 when none), read from the chosen recipe's name.
+    /// The central crop `auto` chose most often in `records` (1 when none).
     static func usualCrop(_ records: [CurveRecord]) -> Double {
         var counts: [Double: Int] = [:]
-        for r in records {
-            guard let chosen = r.chosen else { continue }
-            var crop = 1.0
-            if let range = chosen.range(of: ",crop") {
-                let digits = chosen[range.upperBound...].prefix { $0.isNumber || $0 == "." }
-                crop = Double(digits) ?? 1
-            }
-            counts[crop, default: 0] += 1
-        }
+        for r in records { if let crop = r.scales?.first { counts[crop, default: 0] += 1 } }
         return counts.max { ($0.value, -$0.key) < ($1.value, -$1.key) }?.key ?? 1
     }
 
     func validate() throws {
-        _ = try methodNames()
+        _ = try methodSpecs()
     }
 
     func run() throws {
@@ -121,18 +115,18 @@ struct StudyCommand: ParsableCommand {
         let start = Date()
         let curve = CurveCommand.parseOrExit(["--sizes", sizes, "--seeds", seeds, dataset.data])
         let ds = try dataset.load(quiet: quiet)
-        let methodList = try MethodFactory.split(try methodNames()).map { try MethodFactory.make($0, backbone: backbone) }
+        let methodList = try MethodArguments.entries(try methodSpecs())
         if compare == "backbones" { warnAboutPretrainingOverlap(ds) }
-        else { warnAboutPretrainingOverlap(ds, backbones: try MethodFactory.split(methodNames()).reduce(into: Set<String>()) { $0.formUnion(backbonesUsed(try MethodFactory.make($1, backbone: backbone))) }) }
+        else { warnAboutPretrainingOverlap(ds, backbones: methodList.reduce(into: Set<String>()) { $0.formUnion(backbonesUsed($1.method)) }) }
         let bank = FeatureBank(dataset: ds)
         let stages = StageProgress(quiet: quiet)
         bank.progress = { stage, done, total in stages.update(stage, done, total) }
         let hash = datasetHash(ds)
         let config: [String: Any] = [
-            "dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methodList.map(\.name), "backbone": backbone,
+            "dataset": dataset.data, "sizes": sizes, "seeds": seeds, "methods": methodList.map(\.id), "backbone": backbone,
             "min_class_size": dataset.minClassSize, "max_per_class": dataset.maxPerClass.map { $0 as Any } ?? NSNull(),
             "draw_seed": dataset.drawSeed, "petri": PetriVersion.string, "protocol": protocol_,
-        ].merging(dataset.preprocessConfig) { a, _ in a }.merging(trainedBackboneConfig(methodList)) { a, _ in a }
+        ].merging(dataset.preprocessConfig) { a, _ in a }.merging(trainedBackboneConfig(methodList.map(\.method))) { a, _ in a }
         let recorder = try RunRecorder(options: store, kind: "study", dataset: ds, dataHash: hash, config: config, quiet: quiet)
         var records: [CurveRecord] = recorder.earlier
         let sizeList = try curve.parsedSizes(), seedList = try curve.parsedSeeds()
@@ -143,7 +137,7 @@ struct StudyCommand: ParsableCommand {
                 let cv = RepeatedCrossValidation(folds: folds, repeats: repeats, holdoutFraction: holdout, seed: seedList[0])
                 let cvTotal = methodList.count * (folds * repeats + 2)
                 try cv.run(dataset: ds, bank: bank, methods: methodList, skip: { m in
-                    recorder.isDone(RepeatedCrossValidation.ensembleNames(m).vote, nil, seedList[0])
+                    recorder.isDone(RunKey(method: RepeatedCrossValidation.ensembleNames(m).vote, size: nil, seed: seedList[0]))
                 }) { r in
                     records.append(r)
                     try recorder.record(r, dataset: ds)
@@ -166,7 +160,7 @@ struct StudyCommand: ParsableCommand {
         let versions = [
             "petri": PetriVersion.string, "oneDNN": dnnlVersionString(),
             "weights": ModelRegistry.entries.map(\.weightsFile).joined(separator: ", ")
-                + ((trainedBackboneConfig(methodList)["trained_backbones"] as? [String: String]).map { ids in
+                + ((trainedBackboneConfig(methodList.map(\.method))["trained_backbones"] as? [String: String]).map { ids in
                     ids.sorted { $0.key < $1.key }.map { ", \($0.key).petri-backbone (\($0.value))" }.joined() } ?? ""),
         ]
         let input = StudyReportInput(dataset: ds, records: records,
@@ -189,8 +183,8 @@ struct StudyCommand: ParsableCommand {
         // Labels to check: out-of-fold predictions of every image by auto's MLP recipe at the crop auto chose
         // most often at the largest size (`petri purify`); cheap when auto ran, since its features are cached
         // by now (without auto it would mean 3 backbones × 8 views of every image: left to `petri purify`).
-        if methodList.contains(where: { $0 is AutoMethod }) { do {
-            let crop = Self.usualCrop(records.filter { $0.method == "auto" && $0.sizeLabel == (sizeList.last.map { $0.map(String.init) ?? "all" } ?? "all") })
+        if methodList.contains(where: { $0.method is AutoMethod }) { do {
+            let crop = Self.usualCrop(records.filter { $0.scales != nil && $0.sizeLabel == (sizeList.last.map { $0.map(String.init) ?? "all" } ?? "all") })
             let smallest = ds.classCounts.filter { $0 > 0 }.min() ?? 0
             let folds = min(5, smallest)
             if folds >= 2 {
@@ -212,7 +206,7 @@ struct StudyCommand: ParsableCommand {
         try Data(StudyReport.html(report).utf8).write(to: outURL, options: .atomic)
         let record: [String: Any] = [
             "command": command, "dataset": ds.root.path, "data_hash": hash, "classes": ds.classNames,
-            "sizes": sizes, "seeds": seedList, "methods": methodList.map(\.name), "versions": versions,
+            "sizes": sizes, "seeds": seedList, "methods": methodList.map(\.id), "versions": versions,
             "seconds": elapsed, "results": records.map(\.json),
         ]
         let recordURL = outURL.deletingPathExtension().appendingPathExtension("json")

@@ -64,7 +64,9 @@ struct TrainCommand: ParsableCommand {
 
     func run() throws {
         let ds = try dataset.load(quiet: quiet)
-        let method = try MethodFactory.make(self.method, backbone: backbone)
+        let methodSpec: MethodSpec
+        do { methodSpec = try MethodSpec(parsing: self.method, backbone: backbone) } catch { throw ValidationError("\(error)") }
+        let method = try MethodArguments.entries([methodSpec])[0].method
         warnAboutPretrainingOverlap(ds, backbones: backbonesUsed(method))
         let bank = FeatureBank(dataset: ds)
         bank.plan(featureSpecs(method))

@@ -197,10 +197,14 @@ func ramp(_ w: Int, _ h: Int) -> FloatImage {
     }
 
     @Test func specRoundTrips() throws {
-        let p = try TransformPipeline.parse("dihedral, crop(scale=0.5-0.9), hsv(h=0.1,s=0.2,v=0.3)@0.5, clahe(clip=3,tiles=4)")
+        let p = try TransformPipeline.parse("dihedral, crop(scale=0.5-0.9), hsv(h=0.1,s=0.2,v=0.3,p=0.5), clahe(clip=3,tiles=4), grey(p=0.25)")
         let again = try TransformPipeline.parse(p.spec)
         #expect(again.spec == p.spec)
-        #expect(p.steps.count == 4)
+        #expect(p.steps.count == 5)
+        #expect(p.spec.contains("hsv(h=0.1,s=0.2,v=0.3,p=0.5)") && p.spec.hasSuffix("grey(p=0.25)"))
+        // `@` marks a method's preprocessing in method specs; in a pipeline it is refused with the spelling to use.
+        #expect(throws: PipelineError.self) { try TransformPipeline.parse("hed(sigma=0.05)@0.5") }
+        #expect(throws: PipelineError.self) { try TransformPipeline.parse("hed(sigma=0.05,p=1.5)") }
     }
 
     /// Shrinking into a mirrored surround keeps the size; a 2×2 checker shrunk by 2 repeats itself around the

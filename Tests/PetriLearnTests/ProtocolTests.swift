@@ -195,7 +195,7 @@ struct ExpensiveStub: FewShotMethod {
         let bank = FeatureBank(dataset: ds)
         var records: [CurveRecord] = []
         let cv = RepeatedCrossValidation(folds: 4, repeats: 2, holdoutFraction: 0.1, seed: 3)
-        try cv.run(dataset: ds, bank: bank, methods: [StubMethod(name: "oracle", skill: 1), StubMethod(name: "half", skill: 0.5)]) {
+        try cv.run(dataset: ds, bank: bank, methods: [MethodEntry(StubMethod(name: "oracle", skill: 1)), MethodEntry(StubMethod(name: "half", skill: 0.5))]) {
             records.append($0)
         }
         #expect(records.count == 2 * (4 * 2 + 2))

@@ -21,8 +21,8 @@ import Testing
         var records: [CurveRecord] = []
         try LearningCurve(sizes: [5, nil], seeds: [0, 1]).run(
             dataset: ds, bank: bank,
-            methods: [LinearProbeMethod(), NearestNeighbourMethod(.prototype),
-                      AutoMethod(candidates: [LinearProbeMethod(), NearestNeighbourMethod(.prototype)])]
+            methods: [try MethodEntry(MethodSpec(parsing: "lp")), try MethodEntry(MethodSpec(parsing: "proto")),
+                      MethodEntry(id: "auto", method: AutoMethod(candidates: [LinearProbeMethod(), NearestNeighbourMethod(.prototype)]))]
         ) { records.append($0) }
         #expect(records.count == 2 * 2 * 3)
         for r in records {

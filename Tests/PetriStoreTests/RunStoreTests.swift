@@ -30,7 +30,7 @@ import Testing
         #expect(back[0].perClassRecall == [1, nil] && back[0].confusion == [[1, 0], [1, 1]] && back[0].auc == nil)
         #expect(back[0].test == [4, 7, 9] && back[0].probabilities == [[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
         #expect(back[1].size == nil && back[1].sizeLabel == "all")
-        #expect(try store.completedKeys(run: run) == ["auto|5|0", "lp|all|1"])
+        #expect(try store.completedKeys(run: run) == [RunKey(method: "auto", size: 5, seed: 0), RunKey(method: "lp", size: nil, seed: 1)])
         let summary = try #require(try store.run(run))
         #expect(summary.resultCount == 2 && summary.status == "running" && summary.config["sizes"] as? String == "5,all")
         // This process is alive, so the run shows as running and is not offered for --resume.

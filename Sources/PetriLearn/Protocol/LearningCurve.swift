@@ -7,8 +7,10 @@ import PetriEval
 public struct CurveRecord: Sendable {
     public var dataset: String
     public var method: String
-    /// For `auto`: the candidate it chose and the inner-CV scores.
+    /// For `auto`: the candidate it chose, the central crops it chose them for (the chosen one first) and the
+    /// inner-CV scores.
     public var chosen: String?
+    public var scales: [Double]?
     public var innerScores: [String: Double] = [:]
     /// Images per class (nil = all).
     public var size: Int?
@@ -31,6 +33,8 @@ public struct CurveRecord: Sendable {
     public var evaluation = "few-shot"
 
     public var sizeLabel: String { size.map(String.init) ?? "all" }
+    /// What the result is stored and resumed under.
+    public var key: RunKey { RunKey(method: method, size: size, seed: seed) }
 
     public init(dataset: String, method: String, chosen: String? = nil, innerScores: [String: Double] = [:], size: Int?,
                 seed: UInt64, trainCount: Int, testCount: Int, balancedAccuracy: Double, accuracy: Double, macroF1: Double,
@@ -66,6 +70,7 @@ public struct CurveRecord: Sendable {
             "seconds": seconds, "classes": classNames,
         ]
         if let chosen { o["chosen"] = chosen; o["inner_scores"] = innerScores }
+        if let scales { o["scales"] = scales }
         if evaluation != "few-shot" { o["evaluation"] = evaluation }
         return o
     }
@@ -86,10 +91,31 @@ extension CurveRecord {
                   confusion: o["confusion"] as? [[Int]] ?? [], seconds: (o["seconds"] as? NSNumber)?.doubleValue ?? 0,
                   classNames: o["classes"] as? [String] ?? [], test: test, probabilities: probabilities)
         evaluation = o["evaluation"] as? String ?? "few-shot"
+        scales = (o["scales"] as? [NSNumber])?.map(\.doubleValue)
     }
 }
 
-/// Runs the few-shot protocol (../shared/design/protocol.md) for methods × sizes × seeds.
+/// A method under the name its results are keyed by: a spec's text, or any name for a method of one's own.
+public struct MethodEntry {
+    public var id: String
+    public var method: any FewShotMethod
+
+    public init(id: String, method: any FewShotMethod) {
+        self.id = id
+        self.method = method
+    }
+
+    /// The method of `spec`, keyed by the spec's text.
+    public init(_ spec: MethodSpec, warn: (String) -> Void = { _ in }) throws {
+        self.init(id: spec.description, method: try spec.method(warn: warn))
+    }
+
+    /// A method keyed by its own `name`.
+    public init(_ method: any FewShotMethod) { self.init(id: method.name, method: method) }
+}
+
+/// Runs the few-shot protocol for methods × sizes × seeds: per seed a stratified test split (30% per class,
+/// exact duplicates and CSV groups on one side), then training sets of the first n images per class of the rest.
 public struct LearningCurve {
     public var sizes: [Int?]
     public var seeds: [UInt64]
@@ -102,12 +128,12 @@ public struct LearningCurve {
 
     /// Calls `record` after each (seed, size, method) so callers can write results as they come
     /// (an interrupted run keeps what finished). `skip` returns true for results already on disk.
-    public func run(dataset: Dataset, bank: FeatureBank, methods: [any FewShotMethod],
-                    skip: (String, Int?, UInt64) -> Bool = { _, _, _ in false },
+    public func run(dataset: Dataset, bank: FeatureBank, methods: [MethodEntry],
+                    skip: (RunKey) -> Bool = { _ in false },
                     record: (CurveRecord) throws -> Void) throws {
         let labels = dataset.items.map(\.label)
         let classes = dataset.classNames.count
-        bank.plan(methods.flatMap(featureSpecs))
+        bank.plan(methods.map(\.method).flatMap(featureSpecs))
         // Exact duplicates never straddle train and test; CSV groups are respected too.
         let groups: [String?] = dataset.items.map { item in
             item.group ?? (try? dataset.contents(of: item)).map(SHA256.hex)
@@ -116,21 +142,12 @@ public struct LearningCurve {
             let split = FewShotSplit(labels: labels, groups: groups, classes: classes, seed: seed, testFraction: testFraction)
             for size in sizes {
                 let train = split.training(perClass: size)
-                for method in methods where !skip(method.name, size, seed) {
+                for entry in methods where !skip(RunKey(method: entry.id, size: size, seed: seed)) {
                     let start = Date()
                     var context = MethodContext(dataset: dataset, bank: bank, seed: seed)
                     context.progress = bank.progress
-                    var chosen: String?, scores: [String: Double] = [:]
-                    let p: Tensor
-                    if let auto = method as? AutoMethod {
-                        let (outcome, probabilities) = try auto.run(train: train, test: split.test, context: context)
-                        chosen = outcome.chosenLabel
-                        scores = outcome.scores
-                        p = probabilities
-                    } else {
-                        p = try method.predict(train: train, test: split.test, context: context)
-                    }
-                    try record(makeRecord(dataset: dataset, method: method.name, chosen: chosen, scores: scores, size: size,
+                    let (p, outcome) = try predictions(entry.method, train: train, test: split.test, context: context)
+                    try record(makeRecord(dataset: dataset, method: entry.id, outcome: outcome, size: size,
                                           seed: seed, train: train, test: split.test, probabilities: p, start: start))
                 }
             }
@@ -138,8 +155,15 @@ public struct LearningCurve {
     }
 }
 
+/// Test probabilities of `method`, with `auto`'s outcome (what it chose, on what evidence) when it is one.
+func predictions(_ method: any FewShotMethod, train: [Int], test: [Int], context: MethodContext) throws -> (Tensor, AutoMethod.Outcome?) {
+    guard let auto = method as? AutoMethod else { return (try method.predict(train: train, test: test, context: context), nil) }
+    let (outcome, p) = try auto.run(train: train, test: test, context: context)
+    return (p, outcome)
+}
+
 /// Metrics of class probabilities `p` `[test.count, classes]` against the test items' labels.
-func makeRecord(dataset: Dataset, method: String, chosen: String?, scores: [String: Double], size: Int?, seed: UInt64,
+func makeRecord(dataset: Dataset, method: String, outcome: AutoMethod.Outcome?, size: Int?, seed: UInt64,
                 train: [Int], test: [Int], probabilities p: Tensor, start: Date, evaluation: String = "few-shot") -> CurveRecord {
     let classes = dataset.classNames.count
     let testLabels = test.map { dataset.items[$0].label }
@@ -147,7 +171,7 @@ func makeRecord(dataset: Dataset, method: String, chosen: String?, scores: [Stri
     let probs = (0..<test.count).map { i in (0..<classes).map { Double(p[flat: i * classes + $0]) } }
     let confusion = Metrics.confusionMatrix(labels: testLabels, predictions: predictions, classes: classes)
     var r = CurveRecord(
-        dataset: dataset.root.path, method: method, chosen: chosen, innerScores: scores, size: size,
+        dataset: dataset.root.path, method: method, chosen: outcome?.chosenLabel, innerScores: outcome?.scores ?? [:], size: size,
         seed: seed, trainCount: train.count, testCount: test.count,
         balancedAccuracy: Metrics.balancedAccuracy(labels: testLabels, predictions: predictions, classes: classes),
         accuracy: Metrics.accuracy(labels: testLabels, predictions: predictions),
@@ -157,6 +181,7 @@ func makeRecord(dataset: Dataset, method: String, chosen: String?, scores: [Stri
         seconds: Date().timeIntervalSince(start), classNames: dataset.classNames,
         test: test, probabilities: probs)
     r.evaluation = evaluation
+    r.scales = outcome?.scales
     return r
 }
 
@@ -182,17 +207,17 @@ public struct RepeatedCrossValidation {
     }
 
     /// `skip(method)` is true when a method's results are already stored (resume works per method).
-    public func run(dataset: Dataset, bank: FeatureBank, methods: [any FewShotMethod],
+    public func run(dataset: Dataset, bank: FeatureBank, methods: [MethodEntry],
                     skip: (String) -> Bool = { _ in false }, record: (CurveRecord) throws -> Void) throws {
         let labels = dataset.items.map(\.label)
         let classes = dataset.classNames.count
-        bank.plan(methods.flatMap(featureSpecs))
+        bank.plan(methods.map(\.method).flatMap(featureSpecs))
         let groups: [String?] = dataset.items.map { item in
             item.group ?? (try? dataset.contents(of: item)).map(SHA256.hex)
         }
         let split = FewShotSplit(labels: labels, groups: groups, classes: classes, seed: seed, testFraction: holdoutFraction)
         let holdout = split.test, pool = split.training(perClass: nil)
-        for method in methods where !skip(method.name) {
+        for entry in methods where !skip(entry.id) {
             let start = Date()
             var meanProbabilities = Tensor(zeros: [holdout.count, classes])
             var votes = Tensor(zeros: [holdout.count, classes])
@@ -207,17 +232,8 @@ public struct RepeatedCrossValidation {
                     let test = fold.map { pool[$0] }
                     var context = MethodContext(dataset: dataset, bank: bank, seed: seed &+ UInt64(r * folds + f))
                     context.progress = bank.progress
-                    var chosen: String?, scores: [String: Double] = [:]
-                    let p: Tensor
-                    if let auto = method as? AutoMethod {
-                        let (outcome, probabilities) = try auto.run(train: train, test: test + holdout, context: context)
-                        chosen = outcome.chosenLabel
-                        scores = outcome.scores
-                        p = probabilities
-                    } else {
-                        p = try method.predict(train: train, test: test + holdout, context: context)
-                    }
-                    try record(makeRecord(dataset: dataset, method: method.name, chosen: chosen, scores: scores, size: nil,
+                    let (p, outcome) = try predictions(entry.method, train: train, test: test + holdout, context: context)
+                    try record(makeRecord(dataset: dataset, method: entry.id, outcome: outcome, size: nil,
                                           seed: UInt64(r * folds + f), train: train, test: test,
                                           probabilities: p.rows(Array(0..<test.count)), start: foldStart, evaluation: "cv"))
                     let h = p.rows(Array(test.count..<(test.count + holdout.count)))
@@ -228,15 +244,15 @@ public struct RepeatedCrossValidation {
                     models += 1
                 }
             }
-            let names = Self.ensembleNames(method.name)
-            try record(makeRecord(dataset: dataset, method: names.mean, chosen: nil, scores: [:], size: nil, seed: seed,
+            let names = Self.ensembleNames(entry.id)
+            try record(makeRecord(dataset: dataset, method: names.mean, outcome: nil, size: nil, seed: seed,
                                   train: pool, test: holdout, probabilities: meanProbabilities.scaled(by: 1 / Float(models)),
                                   start: start, evaluation: "holdout"))
             // Votes as probabilities (share of fold models), ties broken towards the mean probability.
             var voteShare = votes.scaled(by: 1 / Float(models))
             voteShare.add(meanProbabilities.scaled(by: 1e-3 / Float(models)))
             voteShare = voteShare.scaled(by: 1 / 1.001)
-            try record(makeRecord(dataset: dataset, method: names.vote, chosen: nil, scores: [:], size: nil, seed: seed,
+            try record(makeRecord(dataset: dataset, method: names.vote, outcome: nil, size: nil, seed: seed,
                                   train: pool, test: holdout, probabilities: voteShare, start: start, evaluation: "holdout"))
         }
     }
