@@ -1,16 +1,19 @@
 // swift-tools-version: 6.0
 // Petri: small-data biomedical image classification on a laptop CPU.
 //
-// Layers (a lower layer never imports a higher one):
-//   C libraries (CDNNL, CTurboJPEG, CPNG, CTIFF)
-//   → PetriEngine   tensors, oneDNN kernels, autograd, optimizers
-//   → PetriNN       modules, EfficientNet-Lite, checkpoint reader, model registry
-//   → PetriData     image decoding, preprocessing, datasets
-//   → PetriLearn    heads (logistic regression, ...), feature extraction and caching
-//   → PetriEval     metrics
-//   → PetriReport   the self-contained HTML report
-//   → PetriStore    the SQLite run store (GRDB): every run, its config, results and predictions
-//   → petri         the command-line tool (no logic of its own)
+// Layers, lowest first; a target imports only targets above it in this list:
+//   CDNNL, CTurboJPEG, CPNG, CTIFF  one system-library target per C library (oneDNN, libjpeg-turbo, libpng, libtiff)
+//   PetriEngine   tensors, oneDNN kernels, autograd, optimizers
+//   PetriNN       layers, EfficientNet-Lite, small CNNs, checkpoint reader, backbone registry
+//   PetriData     image codecs, datasets, preprocessing and augmentation transforms
+//   PetriEval     metrics, calibration, triage (a leaf: imports nothing of Petri's)
+//   PetriLearn    frozen features, heads, methods and their specs, auto, adaptation, the protocols, model files
+//   PetriStore    the SQLite run store (GRDB)
+//   PetriStudy    what each command does: dataset policy, run config and recording, studies, training,
+//                 prediction, evaluation, purification
+//   PetriReport   the self-contained HTML report of a study
+//   PetriCLI      the commands: arguments parsed into typed values, then one call into PetriStudy
+//   petri         the executable (main.swift)
 import PackageDescription
 
 let package = Package(
@@ -23,6 +26,7 @@ let package = Package(
         .library(name: "PetriData", targets: ["PetriData"]),
         .library(name: "PetriLearn", targets: ["PetriLearn"]),
         .library(name: "PetriEval", targets: ["PetriEval"]),
+        .library(name: "PetriStudy", targets: ["PetriStudy"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,14 +43,16 @@ let package = Package(
         .target(name: "PetriData", dependencies: ["PetriEngine", "PetriNN", "CTurboJPEG", "CPNG", "CTIFF", "ZIPFoundation"]),
         .target(name: "PetriEval", dependencies: []),
         .target(name: "PetriLearn", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriEval"]),
-        .target(name: "PetriReport", dependencies: ["PetriEngine", "PetriData", "PetriLearn", "PetriEval"]),
         .target(name: "PetriStore", dependencies: ["PetriLearn", .product(name: "GRDB", package: "GRDB.swift")]),
-        .executableTarget(
-            name: "petri",
+        .target(name: "PetriStudy", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriEval", "PetriLearn", "PetriStore"]),
+        .target(name: "PetriReport", dependencies: ["PetriEngine", "PetriData", "PetriEval", "PetriLearn", "PetriStudy"]),
+        .target(
+            name: "PetriCLI",
             dependencies: [
-                "PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriEval", "PetriReport", "PetriStore",
+                "PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriEval", "PetriStore", "PetriStudy", "PetriReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
+        .executableTarget(name: "petri", dependencies: ["PetriCLI"]),
         .executableTarget(name: "petri-bench", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriLearn"]),
         .testTarget(name: "PetriEngineTests", dependencies: ["PetriEngine"]),
         .testTarget(name: "PetriNNTests", dependencies: ["PetriNN", "PetriData"],
@@ -54,7 +60,8 @@ let package = Package(
         .testTarget(name: "PetriDataTests", dependencies: ["PetriData"], resources: [.copy("Fixtures")]),
         .testTarget(name: "PetriLearnTests", dependencies: ["PetriLearn", "PetriEval"]),
         .testTarget(name: "PetriStoreTests", dependencies: ["PetriStore", "PetriLearn"]),
-        .testTarget(name: "PetriReportTests", dependencies: ["PetriReport"]),
+        .testTarget(name: "PetriReportTests", dependencies: ["PetriReport", "PetriStudy"]),
+        .testTarget(name: "PetriStudyTests", dependencies: ["PetriStudy", "PetriCLI", "PetriLearn", "PetriData"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -4,6 +4,7 @@ import PetriEval
 import PetriLearn
 import Testing
 @testable import PetriReport
+import PetriStudy
 
 @Suite struct TriageSectionTests {
     /// The report's trust section states what the cross-fitted estimate measured, for the best method only,
@@ -36,8 +37,8 @@ import Testing
         #expect(StudyReport.triageSection(records: [bare], methods: ["good"], best: "good", size: "all", dataset: ds).isEmpty)
 
         // The whole report, with purification findings: both sections appear, with the flagged image's labels.
-        var input = StudyReportInput(dataset: ds, records: records, embedding: nil, command: "petri study x", seeds: [0],
-                                     dataHash: "h", versions: [:], seconds: 1)
+        var input = StudyOutcome(dataset: ds, records: records, command: "petri study x", seeds: [0],
+                                 dataHash: "h", versions: [:], seconds: 1)
         input.labelIssues = [LabelIssues.Issue(index: 3, given: 1, suggested: 0, givenProbability: 0.05, suggestedProbability: 0.9)]
         input.outliers = [7]
         input.purificationRecipe = "recipe."

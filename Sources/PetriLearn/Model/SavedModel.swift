@@ -177,7 +177,9 @@ public struct SavedModel: Codable, Sendable {
         return out.isEmpty ? nil : out
     }
 
-    /// Provenance: how and on what it was trained.
+    /// Provenance: how and on what it was trained. `spec`: the method asked for (a `MethodSpec`'s text; absent in
+    /// files before specs); `method`: the recipe it chose and fitted, as a label.
+    public var spec: String?
     public var method: String
     public var trainedOn: String
     public var dataHash: String

@@ -12,8 +12,8 @@ public enum ClassActivationMaps {
         public var item: Int
         public var predicted: Int
         public var confidence: Float
-        /// PNG data URI of the image with the map overlaid.
-        public var overlay: String
+        /// PNG of the image (at thumbnail size) with the map overlaid.
+        public var overlayPNG: [UInt8]
     }
 
     /// Fits a Lite0-head linear probe on `train` and renders maps for `test` items.
@@ -66,8 +66,7 @@ public enum ClassActivationMaps {
                 blended.pixels[k * 3 + 2] = (1 - alpha) * thumb.pixels[k * 3 + 2] + alpha * b
             }
             let png = try blended.rgb.pngData()
-            out.append(Example(item: i, predicted: pred, confidence: p[pred],
-                               overlay: "data:image/png;base64," + Data(png).base64EncodedString()))
+            out.append(Example(item: i, predicted: pred, confidence: p[pred], overlayPNG: png))
         }
         return out
     }

@@ -1,0 +1,101 @@
+import Foundation
+import PetriData
+import PetriEngine
+import PetriLearn
+
+/// How `evaluate` and `predict` adapt a saved model to images from another lab, from those images alone (no
+/// labels): their magnification (`images`), the frozen-feature heads (`heads`, SHOT-style) and the networks'
+/// batch-norm statistics (`norm`, AdaBN). Both model adaptations are transductive: they use the images predicted.
+public struct AdaptationSettings: Sendable {
+    public enum Images: Sendable {
+        case none
+        /// The central crop or zoom-out at which the images look most like the training images.
+        case auto
+        case steps(TransformPipeline)
+    }
+
+    public var images = Images.none
+    public var heads = false
+    public var norm = false
+    public var steps = 60
+    /// Weights of head adaptation's diversity and pseudo-label terms (nil: `MLPHead.Adaptation`'s defaults).
+    public var diversity: Float?
+    public var pseudoLabels: Float?
+
+    public init() {}
+
+    /// `adapt`: `none`, `auto` or a pipeline spec such as `centercrop(fraction=0.5)`.
+    public init(adapt: String, heads: Bool = false, norm: Bool = false, steps: Int = 60, diversity: Float? = nil,
+                pseudoLabels: Float? = nil) throws {
+        switch adapt {
+        case "none": images = .none
+        case "auto": images = .auto
+        default:
+            do { images = .steps(try TransformPipeline.parse(adapt)) } catch { throw StudyError.invalidSetting("--adapt", "\(error)") }
+        }
+        guard steps > 0 else { throw StudyError.invalidSetting("--adapt-steps", "must be positive") }
+        for (name, v) in [("--adapt-diversity", diversity), ("--adapt-pseudo-labels", pseudoLabels)] {
+            if let v, !(v >= 0 && v.isFinite) { throw StudyError.invalidSetting(name, "must be a non-negative number") }
+        }
+        self.heads = heads
+        self.norm = norm
+        self.steps = steps
+        self.diversity = diversity
+        self.pseudoLabels = pseudoLabels
+    }
+
+    /// The head adaptation asked for, with warnings where it cannot apply or its assumptions look broken
+    /// (`labelled`: the images carry labels, so their class mix can be checked).
+    public func headAdaptation(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, reporter: StudyReporter) -> MLPHead.Adaptation? {
+        if norm, model.networks == nil {
+            reporter.warning("--adapt-norm: this model has no network trained from scratch (\(model.kind)); nothing is adapted (--adapt-heads adapts MLP heads)")
+        }
+        if heads || norm, labelled { checkClassMix(model, dataset, flag: heads ? "--adapt-heads" : "--adapt-norm", reporter: reporter) }
+        guard heads else { return nil }
+        if model.mlp == nil { reporter.warning("--adapt-heads: this model has no frozen-feature MLP head (\(model.kind)); nothing is adapted") }
+        if model.networks != nil, model.mlp != nil, !norm { reporter.warning("--adapt-heads adapts the MLP heads only, not the model's networks (--adapt-norm adapts those)") }
+        if dataset.items.count < 50 { reporter.warning("--adapt-heads learns from the new images' predictions as a whole; \(dataset.items.count) image(s) are few for that (50 or more)") }
+        var a = MLPHead.Adaptation()
+        a.steps = steps
+        if let diversity { a.diversity = diversity }
+        if let pseudoLabels { a.pseudoLabelWeight = pseudoLabels }
+        return a
+    }
+
+    /// Both adaptations assume the images hold all of the model's classes in a not too uneven mix.
+    func checkClassMix(_ model: SavedModel, _ dataset: Dataset, flag: String, reporter: StudyReporter) {
+        var counts: [Int: Int] = [:]
+        for item in dataset.items { counts[item.label, default: 0] += 1 }
+        if counts.count < model.classNames.count {
+            reporter.warning("\(flag) assumes the images hold all of the model's \(model.classNames.count) classes; these hold \(counts.count) (with classes absent it can make things worse)")
+        } else if let most = counts.values.max(), let least = counts.values.min(), most > 3 * least {
+            reporter.warning("\(flag) assumes a not too uneven class mix; these images range from \(least) to \(most) per class (on a skewed mix it can cost balanced accuracy)")
+        }
+    }
+
+    /// The image steps: the spec's, or for `auto` the scale found from the images (reported as a note).
+    public func imageSteps(_ model: SavedModel, _ dataset: Dataset, file: String, reporter: StudyReporter) throws -> TransformPipeline {
+        switch images {
+        case .none: return TransformPipeline()
+        case let .steps(p): return p
+        case .auto:
+            if dataset.items.count < 20 {
+                reporter.warning("--adapt auto compares the images' average look with the training images'; \(dataset.items.count) image(s) are too few for that to be reliable (20 or more)")
+            }
+            let distances = try model.scaleDistances(dataset, file: file) { reporter.progress("scale: " + $0, $1, $2) }
+            let steps = SavedModel.scaleTransform(distances[0].scale)
+            reporter.note("scale: the images look most like the training images " + (steps.isEmpty ? "as they are" : "after \(steps[0].spec)")
+                          + " (feature distance at each scale, < 1 a central crop, > 1 shrunk: "
+                          + distances.sorted { $0.scale > $1.scale }.map { String(format: "%g: %.2f", $0.scale, $0.distance) }.joined(separator: ", ") + ")")
+            return TransformPipeline(steps)
+        }
+    }
+
+    /// The model's probabilities for `dataset`, adapted as asked.
+    public func probabilities(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, file: String, reporter: StudyReporter) throws -> (Tensor, TransformPipeline) {
+        let steps = try imageSteps(model, dataset, file: file, reporter: reporter)
+        let p = try model.probabilities(dataset, adaptation: steps, headAdaptation: headAdaptation(model, dataset, labelled: labelled, reporter: reporter),
+                                        adaptNetworkNormalisation: norm, file: file, progress: reporter.progressCallback)
+        return (p, steps)
+    }
+}

@@ -1,0 +1,119 @@
+import Foundation
+import PetriData
+import PetriEval
+import PetriLearn
+
+/// `petri curve`: learning curves by the few-shot protocol — methods × training-set sizes × seeds — each result
+/// appended to a JSON-lines file and recorded in the run store as it finishes. Results already in the file (same
+/// preprocessing) or in a resumed run are skipped.
+public struct CurveRun {
+    public var dataset: DatasetPolicy
+    public var sizes: [Int?]
+    public var seeds: [UInt64]
+    public var methods: [MethodSpec]
+    public var backbone = defaultBackbone
+    /// The JSON-lines file results are appended to (nil: none).
+    public var jsonLines: String?
+    public var store = StoreSettings()
+    /// The command line, as the run store records it.
+    public var command = "petri curve"
+
+    public init(dataset: DatasetPolicy, sizes: [Int?], seeds: [UInt64], methods: [MethodSpec]) {
+        self.dataset = dataset
+        self.sizes = sizes
+        self.seeds = seeds
+        self.methods = methods
+    }
+
+    /// Runs what is not done yet; `finished` sees each new result. Returns every result, earlier ones included.
+    @discardableResult
+    public func run(reporter: StudyReporter, finished: (CurveRecord) -> Void = { _ in }) throws -> [CurveRecord] {
+        let start = Date()
+        let ds = try dataset.load(reporter: reporter)
+        let entries = try methods.map { try MethodEntry($0, warn: reporter.warning) }
+        StudyChecks.pretrainingOverlap(ds, backbones: StudyChecks.backbones(entries), reporter: reporter)
+        let bank = FeatureBank(dataset: ds)
+        bank.progress = reporter.progressCallback
+        let config = RunConfig(kind: "curve", dataset: dataset, sizes: sizes, seeds: seeds, methods: entries, backbone: backbone)
+        let recorder = try RunRecorder(store, config: config, dataHash: datasetHash(ds), command: command, reporter: reporter)
+        reporter.recording(recorder)
+        let out = jsonLines.map(JSONLinesFile.init)
+        let done = try out?.keys(preprocessing: ds.preprocessing.spec) ?? []
+        var results = recorder.earlier
+        do {
+            try LearningCurve(sizes: sizes, seeds: seeds).run(dataset: ds, bank: bank, methods: entries,
+                                                              skip: { done.contains($0) || recorder.isDone($0) }) { r in
+                results.append(r)
+                var line = r.json
+                if !ds.preprocessing.isEmpty { line["preprocess"] = ds.preprocessing.spec }
+                try out?.append(line)
+                try recorder.record(r, dataset: ds)
+                finished(r)
+            }
+        } catch {
+            recorder.fail()
+            throw error
+        }
+        recorder.finish(seconds: Date().timeIntervalSince(start), output: jsonLines)
+        return results
+    }
+}
+
+/// A JSON-lines file of results: one object per line, each appended and flushed as it finishes, so an
+/// interrupted run keeps what finished.
+public struct JSONLinesFile {
+    public let path: String
+    public init(path: String) { self.path = path }
+
+    /// The keys of the results already in the file for runs with this preprocessing (`none`: without).
+    public func keys(preprocessing: String) throws -> Set<RunKey> {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        var done = Set<RunKey>()
+        for l in text.split(separator: "\n") {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any] else { continue }
+            guard (o["preprocess"] as? String ?? "none") == preprocessing, let key = RunKey(json: o) else { continue }
+            done.insert(key)
+        }
+        return done
+    }
+
+    public func append(_ object: [String: Any]) throws {
+        var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        data.append(0x0A)
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil)
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw StudyError.failed("\(path): cannot open for writing") }
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: data)
+    }
+}
+
+/// Text summaries of results, as the commands print them.
+public enum ResultSummary {
+    /// Mean ± sd and 95% interval of balanced accuracy per method and size, one line each, after a title.
+    public static func lines(_ results: [CurveRecord]) -> [String] {
+        let methods = results.map(\.method).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let sizes = results.map(\.sizeLabel).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        guard !results.isEmpty else { return [] }
+        var out = ["balanced accuracy, mean ± sd [95% CI] (seeds)"]
+        for m in methods {
+            for s in sizes {
+                let rs = results.filter { $0.method == m && $0.sizeLabel == s }
+                guard let first = rs.first else { continue }
+                let sum = Summary(rs.map(\.balancedAccuracy), within: 0...1)
+                let label = first.evaluation == "cv" ? "k-fold" : first.evaluation == "holdout" ? "held-out" : "n=" + s
+                out.append(String(format: "  %@  %@: %.3f ± %.3f [%.3f, %.3f] (%d)", m, label, sum.mean, sum.standardDeviation,
+                                  sum.low, sum.high, sum.count))
+            }
+        }
+        return out
+    }
+
+    /// One result as progress: `auto n=5 seed 0: balanced accuracy 0.735 via … (12.3s)`.
+    public static func line(_ r: CurveRecord) -> String {
+        String(format: "%@ n=%@ seed %llu: balanced accuracy %.3f%@ (%.1fs)", r.method, r.sizeLabel, r.seed,
+               r.balancedAccuracy, r.chosen.map { " via \($0)" } ?? "", r.seconds)
+    }
+}

@@ -1,0 +1,3 @@
+import PetriCLI
+
+PetriCommand.main()

@@ -1,0 +1,95 @@
+import Foundation
+import PetriData
+import PetriLearn
+import Testing
+@testable import PetriStudy
+
+/// The commands' behaviour through the study layer, on the bundled sample (needs the weights `make setup`
+/// installs).
+@Suite(.serialized) struct StudyLayerTests {
+    static let sample = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("Samples/bccd-wbc-mini").path
+
+    static func temporary(_ name: String) throws -> URL {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("petri-study-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name)
+    }
+
+    /// A curve appends one JSON line per result and records it; run again, it finds everything done.
+    @Test func curveWritesEachResultOnceAndSkipsWhatIsDone() throws {
+        let json = try Self.temporary("curve.jsonl").path
+        let store = try Self.temporary("runs.sqlite").path
+        var curve = CurveRun(dataset: DatasetPolicy(source: Self.sample), sizes: [5], seeds: [0, 1], methods: try MethodSpec.list("lp,proto"))
+        curve.jsonLines = json
+        curve.store = StoreSettings(path: store)
+        let reporter = CollectingReporter()
+        var finished: [RunKey] = []
+        let first = try curve.run(reporter: reporter) { finished.append($0.key) }
+        #expect(Set(finished) == Set([RunKey(method: "lp", size: 5, seed: 0), RunKey(method: "proto", size: 5, seed: 0),
+                                      RunKey(method: "lp", size: 5, seed: 1), RunKey(method: "proto", size: 5, seed: 1)]))
+        #expect(first.count == 4 && first.allSatisfy { $0.balancedAccuracy > 0.25 })
+        #expect(try JSONLinesFile(path: json).keys(preprocessing: "none") == Set(finished))
+        #expect(reporter.notes.contains { $0.hasPrefix("dataset: 84 images") })
+        finished = []
+        try curve.run(reporter: reporter) { finished.append($0.key) }
+        #expect(finished.isEmpty)
+        // The same methods on preprocessed images are other results.
+        curve.dataset.preprocessing = try TransformPipeline.parse("grey")
+        try curve.run(reporter: reporter) { finished.append($0.key) }
+        #expect(finished.count == 4)
+        // Nothing unfinished to resume.
+        curve.store.resume = true
+        #expect(throws: StudyError.self) { try curve.run(reporter: reporter) }
+    }
+
+    /// A study writes what its renderer makes and a run record with the config that identifies it.
+    @Test func studyWritesTheReportAndTheRunRecord() throws {
+        let report = try Self.temporary("report.html")
+        var study = Study(dataset: DatasetPolicy(source: Self.sample), methods: try MethodSpec.list("lp,proto"))
+        study.sizes = [5]
+        study.seeds = [0]
+        study.report = report.path
+        study.store.enabled = false
+        study.command = "petri study sample"
+        let outcome = try study.run(reporter: CollectingReporter()) { o in "methods: " + Set(o.records.map(\.method)).sorted().joined(separator: ",") }
+        #expect(try String(contentsOf: report, encoding: .utf8) == "methods: lp,proto")
+        let record = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: outcome.recordURL(besides: report))) as? [String: Any])
+        let config = try #require(record["config"] as? [String: Any])
+        #expect(config["methods"] as? [String] == ["lp", "proto"] && config["protocol"] as? String == "few-shot")
+        #expect(config["sizes"] as? [String] == ["5"] && config["kind"] as? String == "study")
+        #expect((record["results"] as? [Any])?.count == 2 && record["command"] as? String == "petri study sample")
+        #expect(outcome.headline?.size == "5" && outcome.embedding?.shape == [84, 1280])
+        #expect(!outcome.activationMaps.isEmpty && outcome.purificationRecipe == nil)
+    }
+
+    /// A trained probe predicts the images it was given, with the spec it was asked for in the model file;
+    /// evaluated on another copy of its own data it scores well (never do this to judge a model).
+    @Test func trainPredictAndEvaluate() throws {
+        var training = ModelTraining(dataset: DatasetPolicy(source: Self.sample))
+        training.method = try MethodSpec(parsing: "lp")
+        let (model, summary) = try training.run(reporter: CollectingReporter())
+        #expect(model.spec == "lp" && model.kind == "logistic" && summary[0].hasPrefix("recipe: lp[lite0,head], C = "))
+        let file = try Self.temporary("wbc.petri")
+        try model.write(to: file)
+        let reread = try SavedModel.read(file)
+        #expect(reread.spec == "lp" && reread.classNames == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"])
+        let (csv, images) = try Prediction(model: file.path, inputs: [Self.sample + "/monocyte"]).run(reporter: CollectingReporter())
+        #expect(images == 16 && csv.split(separator: "\n").count == 17 && csv.hasPrefix("path,label,confidence,p_eosinophil"))
+        let (lines, evaluated) = try Evaluation(model: file.path, dataset: DatasetPolicy(source: Self.sample)).run(reporter: CollectingReporter())
+        #expect(lines.contains { $0.hasPrefix("balanced accuracy ") } && evaluated.split(separator: "\n").count == 85)
+        #expect(throws: StudyError.self) { try Prediction(model: file.path, inputs: ["/no/such/folder"]).run(reporter: CollectingReporter()) }
+    }
+
+    @Test func datasetPolicyDropsSmallClassesAndRefusesTooFew() throws {
+        var policy = DatasetPolicy(source: Self.sample)
+        policy.minClassSize = 20
+        let reporter = CollectingReporter()
+        let ds = try policy.load(reporter: reporter)
+        #expect(ds.classNames == ["eosinophil", "lymphocyte", "neutrophil"])
+        #expect(reporter.warnings.contains { $0.contains("'monocyte' has 16 image(s), fewer than 20: dropped") })
+        policy.minClassSize = 25
+        #expect(throws: DatasetError.self) { try policy.load(reporter: reporter) }
+        #expect(throws: StudyError.self) { try DatasetPolicy(source: Self.sample, preprocessing: "sharpen") }
+    }
+}
