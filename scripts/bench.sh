@@ -8,13 +8,14 @@
 #   scratch   cnn-mini (the from-scratch candidate of `auto`) training steps, batch 16, 64² (Petri, PyTorch)
 #   mlp       one fit of `auto`'s MLP head, 162 rows × 4432 features, 300 steps (rows × steps per second)
 #   features  end to end: decode + resize + forward of 512 PBC JPEGs (petri features --no-cache path)
-# Needs ../shared/datasets/pbc-8class-500 for the end-to-end figures (skipped without it).
+# The end-to-end figures need a folder of JPEGs: BENCH_IMAGES, else pbc-8class-500 in $PETRI_DATASETS
+# (skipped without it).
 # Installs its reference tooling: Debian python3-torch/python3-pil, PyPI onnxruntime/pillow.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=2
 WEIGHTS="${PETRI_WEIGHTS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/petri/weights}/efficientnet-lite0-57934424.pth"
-IMAGES="${BENCH_IMAGES:-../shared/datasets/pbc-8class-500}"
+IMAGES="${BENCH_IMAGES:-${PETRI_DATASETS:-../shared/datasets}/pbc-8class-500}"
 ITER="${BENCH_ITERATIONS:-10}"
 TORCH_PY=/usr/bin/python3
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# `make crosslab`: the cross-lab yardstick of README "Another lab's images". Trains on bccd-wbc-crops (all
+# `make crosslab`: the cross-lab yardstick (docs/results.md, "Another lab's images"). Trains on bccd-wbc-crops (all
 # images) a frozen-feature MLP (`mlp-multi`) and a from-scratch network (`scratch-mini`), then scores each on
 # 50 PBC images per shared class (eosinophil, lymphocyte, monocyte, neutrophil) for three PBC draws, as is and
 # adapted without labels: `--adapt auto` (magnification) alone, then with `--adapt-heads` (MLP) or
-# `--adapt-norm` (network). Prints one line per model, draw and setting. Needs ../shared/datasets
-# (bccd-wbc-crops, pbc-8class-500); uses the feature cache (first run ~10 minutes, then ~3).
+# `--adapt-norm` (network). Prints one line per model, draw and setting. Needs the public bccd-wbc-crops and
+# pbc-8class-500 sets in $PETRI_DATASETS; uses the feature cache (first run ~10 minutes, then ~3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SHARED="${SHARED:-../shared/datasets}"
+SHARED="${PETRI_DATASETS:-../shared/datasets}"
 for d in bccd-wbc-crops pbc-8class-500; do
-  [ -d "$SHARED/$d" ] || { echo "crosslab: $SHARED/$d not found (set SHARED=...)" >&2; exit 1; }
+  [ -d "$SHARED/$d" ] || { echo "crosslab: $SHARED/$d not found (set PETRI_DATASETS to the folder holding it)" >&2; exit 1; }
 done
 PETRI=.build/release/petri
 OUT="${CROSSLAB_OUT:-out/crosslab}"

@@ -21,6 +21,10 @@ if ! command -v swift >/dev/null 2>&1; then
 fi
 
 missing=()
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  say "not a Debian system: install oneDNN, libjpeg-turbo, libpng, libtiff and SQLite yourself (macOS: brew install onednn jpeg-turbo libpng libtiff); fetching the weights"
+  PACKAGES=()
+fi
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

@@ -1,7 +1,7 @@
 import Foundation
 import PetriEngine
 
-/// The few-shot protocol of ../shared/design/protocol.md for one seed:
+/// The few-shot protocol for one seed (the original study's, as `petri curve` runs it):
 /// 1. per class, shuffle with the seed and put round(30%) of the images (at least one) into the test set,
 ///    keeping duplicate groups whole;
 /// 2. the rest of each class, in the same shuffled order, is the pool: a training set of size n takes its

@@ -64,7 +64,7 @@ import Testing
     /// Images of the same cells at half the magnification (each shrunk into a mirrored surround) look most
     /// like the training images at a central crop near 0.5; the training images themselves as they are.
     /// (The other direction, shrinking, is searched too but found less surely: see `adaptationScales`.)
-    @Test func scaleDistancesFindAnotherMagnification() throws {
+    @Test(.enabled(if: slowTests, "set PETRI_SLOW_TESTS=1")) func scaleDistancesFindAnotherMagnification() throws {
         let sample = try StudyTests.sample()
         let bank = FeatureBank(dataset: sample)
         bank.useDiskCache = false
@@ -114,7 +114,7 @@ import Testing
     }
 
     /// An MLP with colour copies is the same head fitted on the training rows followed by each copy's rows.
-    @Test func mlpColourCopiesTrainOnTheCopiesRows() throws {
+    @Test(.enabled(if: slowTests, "set PETRI_SLOW_TESTS=1")) func mlpColourCopiesTrainOnTheCopiesRows() throws {
         let plain = try StudyTests.sample()
         let train = Array(stride(from: 0, to: plain.items.count, by: 4))
         let bank = FeatureBank(dataset: plain)
@@ -159,7 +159,7 @@ import Testing
 
     /// An MLP with a partner feature set predicts the mean of one head per feature set, and a saved model
     /// holding the partner head gives the same probabilities as the method fitted on every image.
-    @Test func mlpPartnersAverageOneHeadPerFeatureSet() throws {
+    @Test(.enabled(if: slowTests, "set PETRI_SLOW_TESTS=1")) func mlpPartnersAverageOneHeadPerFeatureSet() throws {
         let plain = try StudyTests.sample()
         let train = Array(stride(from: 0, to: plain.items.count, by: 2)), test = Array(stride(from: 1, to: plain.items.count, by: 2))
         let bank = FeatureBank(dataset: plain)

@@ -189,6 +189,45 @@ import Testing
         #expect(throws: MethodSpecError.self) { try MethodSpec(parsing: "mlp:b=no-such-backbone").method() }
     }
 
+    static let methodsDoc = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent().appendingPathComponent("docs/methods.md")
+
+    /// docs/methods.md's examples: each parses, prints as documented and parses back.
+    @Test func documentedExamplesRoundTrip() throws {
+        let text = try String(contentsOf: Self.methodsDoc, encoding: .utf8)
+        var examples: [String] = [], inBlock = false
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("```") { inBlock = line == "```methods"; continue }
+            if inBlock, !line.isEmpty { examples.append(String(line)) }
+        }
+        #expect(examples.count > 40)
+        for example in examples {
+            let parts = example.components(separatedBy: " → ")
+            let spec = try MethodSpec(parsing: parts[0])
+            #expect(spec.description == (parts.count > 1 ? parts[1] : parts[0]), "\(example)")
+            #expect(try MethodSpec(parsing: spec.description) == spec)
+        }
+    }
+
+    /// docs/methods.md's key tables are the parser's keys, in its order, with its words for the values.
+    @Test func documentedKeysAreTheParsersKeys() throws {
+        let text = try String(contentsOf: Self.methodsDoc, encoding: .utf8)
+        func rows(_ heading: String) -> [String] {
+            guard let start = text.range(of: "\n## " + heading) else { return [] }
+            let section = text[start.upperBound...].prefix { _ in true }
+            let end = section.range(of: "\n## ")?.lowerBound ?? section.endIndex
+            return section[..<end].split(separator: "\n").filter { $0.hasPrefix("| `") }.map(String.init)
+        }
+        func documented<V>(_ keys: [SpecKey<V>]) -> [String] { keys.map { "| `\($0.name)` | \($0.allowed) |" } }
+        #expect(rows("Frozen-feature heads") == documented(ProbeSpec(.mlp).keys))
+        #expect(rows("Fine-tuning") == documented(FineTuneSpec().keys))
+        #expect(rows("From scratch") == documented(ScratchSpec().keys))
+        #expect(rows("`auto`") == documented(AutoSpec().keys))
+        // Every preset has its row.
+        let presetRows = rows("Presets").map { $0.dropFirst(3).prefix { $0 != "`" } }.map(String.init)
+        #expect(presetRows == MethodSpec.presets().map(\.name))
+    }
+
     @Test func runKeysReadTheirRecords() throws {
         let key = RunKey(method: "mlp@reinhard", size: nil, seed: 3)
         #expect(key.description == "mlp@reinhard|all|3")

@@ -219,7 +219,7 @@ import Testing
 
     /// Model file version 2: an MLP head and from-scratch networks (an ensemble) read back to the same
     /// predictions, and `predict` needs nothing but the file.
-    @Test func savedMLPAndNetworkModelsRoundTrip() throws {
+    @Test(.enabled(if: slowTests, "set PETRI_SLOW_TESTS=1")) func savedMLPAndNetworkModelsRoundTrip() throws {
         let ds = try Self.sample()
         let bank = FeatureBank(dataset: ds)
         bank.useDiskCache = false

@@ -11,7 +11,8 @@ import Testing
         Tensor(shape: pixels.shape, data: pixels.scalars.map { ($0 / 255 - 0.5) / 0.5 })
     }
 
-    @Test(arguments: ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"])
+    /// Lite0 always; Lite1 and Lite2 with the slow checks.
+    @Test(arguments: slowTests ? ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"] : ["efficientnet-lite0"])
     func logitsMatchPyTorch(name: String) throws {
         let (model, data) = try ModelRegistry.make(name)
         let input = try Fixtures.npy("\(name)-input.npy")
