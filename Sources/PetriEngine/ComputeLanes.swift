@@ -36,8 +36,8 @@ public enum ComputeLanes {
     }()
 
     /// How many jobs `run` runs at once for `count` jobs: all of them up to twice the cores. Single-threaded
-    /// jobs do not wait on each other, so the system can share cores among them; 3 inner-fold fits on 2 cores
-    /// in two rounds (2, then 1 alone on one core) took 31 s, all 3 at once less (see README).
+    /// jobs do not wait on each other, so the system can share cores among them: running 3 inner-fold fits at
+    /// once on 2 cores finishes sooner than 2 then 1, which leaves a core idle in the second round.
     public static func width(for count: Int) -> Int {
         setOpenMPThreads == nil ? 1 : max(1, min(count, 2 * ProcessInfo.processInfo.activeProcessorCount))
     }

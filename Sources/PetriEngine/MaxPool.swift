@@ -4,8 +4,8 @@ import Foundation
 /// maxpool(relu(x)), so the ReLU costs nothing on the (4× larger) input.
 ///
 /// Why not oneDNN's: on the from-scratch nets' small-channel activations (16–64 channels, 16–64 px) its
-/// NHWC max pooling took ~36% of a cnn-mini training step (forward + backward ≈ 7 ms of 19 for a batch of
-/// 16); this loop, vectorised over channels, takes about a millisecond. The argmax of every output
+/// NHWC max pooling took about a third of a cnn-mini training step; this loop, vectorised over channels,
+/// takes a small fraction of that. The argmax of every output
 /// (flat input position `h · W + w` within its sample, −1 where the ReLU zeroed it) is kept for the
 /// backward pass, which scatters the gradient to those positions.
 public struct MaxPoolKernel: Sendable {

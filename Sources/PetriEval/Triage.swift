@@ -150,7 +150,7 @@ public enum ConformalPrediction {
 
     /// Classes whose score 1 − p is at most `threshold` (nil threshold: every class), most probable first —
     /// and never empty: the top class is always in. The score alone leaves a set empty when no class is
-    /// likely enough (9% of 400 unseen PBC images at 90%); adding the top class only raises coverage.
+    /// likely enough, which happens on images unlike the calibration images; adding the top class only raises coverage.
     public static func predictionSet(_ probabilities: [Double], threshold: Double?) -> [Int] {
         let order = probabilities.indices.sorted { probabilities[$0] > probabilities[$1] }
         guard let q = threshold else { return order }

@@ -142,7 +142,7 @@ public final class EfficientNetLite: Module {
 
     /// Images per inference pass through the high-resolution layers (stem and stages 1–2, ≥ 56 px).
     /// Whole batches of full-resolution activations (32 × 112 × 112 × 96 floats = 154 MB) stream from memory
-    /// at every layer; one image at a time stays in the L2/L3 caches (bench, 2 cores: 67 → 150-160 images/s).
+    /// at every layer; one image at a time stays in the L2/L3 caches (`make bench` measures the difference).
     public var earlyMicroBatch = 1
     /// Images per pass through the low-resolution layers, where larger batches make the 1×1 convolutions
     /// (matrix products with few rows at 7×7) more efficient and the activations are small.

@@ -5,9 +5,8 @@ import PetriEngine
 extension SavedModel {
     /// Scales `scaleDistances` tries on another lab's images: below 1 a central crop of that fraction (their
     /// cells look larger), above 1 the image shrunk by that factor inside a mirrored surround (`ZoomOut`:
-    /// their cells look smaller). The search is surer cropping than shrinking — a mirrored surround looks like
-    /// nothing in the training images: on a model trained on PBC it chose 1.3 for bccd's larger cells where 2
-    /// scored best (0.17 as they are, 0.25 at 1.3, 0.30 at 2).
+    /// their cells look smaller). The search is surer cropping than shrinking: a mirrored surround looks like
+    /// nothing in the training images, so it tends to choose too little shrinking.
     public static let adaptationScales: [Double] = [2.5, 2, 1.6, 1.3, 1, 0.85, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]
 
     /// The transform for one of `adaptationScales`.

@@ -40,9 +40,8 @@ public struct MLPMethod: FewShotMethod {
     private let copyBanks = PreprocessedBanks()
 
     /// Other feature sets, each with its own head of the same recipe; the heads' probabilities are averaged
-    /// with the main one's. Heads on ImageNet and on CellNet features make different errors: on PBC (crop 0.4,
-    /// 5 seeds) the two heads averaged scored 0.947 at n=20 where either alone scored 0.930–0.936, and better
-    /// than one head on the features concatenated (0.932).
+    /// with the main one's. Heads on ImageNet and on CellNet features make different errors, so their average
+    /// beats either alone and one head on the features concatenated (docs/results.md).
     public var partners: [FeatureSpec] = []
 
     public init(features: FeatureSpec = FeatureSpec(), partners: [FeatureSpec] = []) {
@@ -110,8 +109,7 @@ public struct MLPMethod: FewShotMethod {
 
     /// The head fitted on `train`: on view-averaged features, or with `viewRows` on each view's features as
     /// its own row. Either way it predicts from view-averaged features (averaging the per-view probabilities
-    /// instead scored the same within 0.004 on bccd, PBC and busi at n=5, 10 seeds), so a saved model needs
-    /// nothing more.
+    /// instead scores the same within noise), so a saved model needs nothing more.
     /// `averaged`: `features.matrix` with at least the rows of `train`, when the caller has it already.
     public func fitHead(train: [Int], context: MethodContext, averaged: Tensor? = nil) throws -> MLPHead.Fitted {
         precondition(partners.isEmpty, "fitHead fits one feature set: use member(i)")

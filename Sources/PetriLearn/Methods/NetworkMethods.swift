@@ -235,8 +235,8 @@ public struct TrainingRecipe: Sendable {
 extension TrainingRecipe {
     /// Batches prepared in phases: `phaseBatches` batches decoded and augmented on both cores, then handed
     /// to the engine while nothing else runs, then the next phase. A loader thread running beside oneDNN's
-    /// OpenMP team stalls the team at every barrier while it holds a core: a cnn-mini step took 31 ms with
-    /// the loader overlapping and 16 ms alone, so preparing first and computing after is faster in total.
+    /// OpenMP team stalls the team at every barrier while it holds a core (a cnn-mini step takes about twice
+    /// as long), so preparing first and computing after is faster in total.
     func phasedBatches(order: [Int], context: MethodContext, dataConfig: DataConfig, preprocessing: TransformPipeline,
                        augmentation: TransformPipeline, cache: DecodedImageCache, phaseBatches: Int = 25) -> PhasedBatches {
         PhasedBatches(order: order, batchSize: batchSize, phaseBatches: phaseBatches) { part, offset in
@@ -303,14 +303,14 @@ func predictWithViews(test: [Int], context: MethodContext, dataConfig: DataConfi
 /// The from-scratch baseline the study asks for: what the images alone teach, without ImageNet.
 public struct ScratchMethod: FittableMethod {
     public var config: SmallCNNConfig
-    /// 400 steps of 16 whatever n: on bccd-wbc-crops (5 seeds) as good as 300 × 32 at n=5, +0.01 at n=20 with
-    /// 500 steps, −0.03 to −0.06 with 100–150 steps. About 13 s for cnn-mini on two cores.
+    /// At least 400 steps of 16 whatever n: a few hundred images need steps, not epochs; far fewer steps cost
+    /// accuracy, more gained little.
     public var recipe = TrainingRecipe(epochs: 30, minimumSteps: 400, batchSize: 16, microBatch: 16, learningRate: 2e-3,
                                        labelSmoothing: 0.1, augmentation: "cells")
     public var weightDecay: Float = 0.05
     public var testTimeAugmentation = true
     /// Central crop (fraction of the shorter side) before the net's resize, in training and prediction:
-    /// at 64² a small cell in a wide field (PBC) is a few pixels unless the field is cropped first.
+    /// at 64² a small cell in a wide field is a few pixels unless the field is cropped first.
     public var crop: Double = 1
 
     public init(_ config: SmallCNNConfig = .cbrTiny, augmentation: String = "cells", crop: Double = 1) {

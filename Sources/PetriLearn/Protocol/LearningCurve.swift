@@ -265,7 +265,7 @@ public func featureSpecs(_ method: any FewShotMethod) -> [FeatureSpec] {
     case let m as NearestNeighbourMethod: [m.features]
     case let m as MLPMethod: [m.features] + m.partners
     // With several scales, only the scale probes are known up front: the candidates' features are computed
-    // for the crop chosen (not for the whole image when a crop wins, 2–5 minutes saved on PBC).
+    // for the crop chosen (not also for the whole image when a crop wins: a full feature pass saved).
     case let m as AutoMethod: m.scaleProbe.map { probe in m.crops.flatMap { featureSpecs(probe($0)) } } ?? m.candidates.flatMap(featureSpecs)
     case let m as EnsembleMethod: m.members.flatMap(featureSpecs)
     // Planned on the outer bank, copied to the preprocessed bank when it is made.
