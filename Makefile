@@ -16,6 +16,7 @@ demo: build
 	$(SWIFT) run -c release --skip-build petri study $(SAMPLE) --sizes 5,all --seeds 0,1 --out out/demo-report.html
 
 test: setup
+	$(SWIFT) build --product petri
 	$(SWIFT) test
 
 bench: build

@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "PetriLearnTests", dependencies: ["PetriLearn", "PetriEval"]),
         .testTarget(name: "PetriStoreTests", dependencies: ["PetriStore", "PetriLearn"]),
         .testTarget(name: "PetriReportTests", dependencies: ["PetriReport", "PetriStudy"]),
-        .testTarget(name: "PetriStudyTests", dependencies: ["PetriStudy", "PetriCLI", "PetriLearn", "PetriData"]),
+        .testTarget(name: "PetriStudyTests", dependencies: ["PetriStudy", "PetriCLI", "PetriLearn", "PetriData", "PetriStore"]),
     ],
     swiftLanguageModes: [.v5]
 )

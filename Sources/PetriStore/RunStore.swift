@@ -32,8 +32,8 @@ public struct RunSummary: Sendable {
 /// The SQLite run store: every `petri curve` / `petri study` run with its config, one row per
 /// (method, size, seed) result with its metrics, and the test-set predictions behind each result.
 ///
-/// Results are written as they finish (one transaction each), so an interrupted run keeps what finished
-/// and `--resume` can continue it.
+/// Results are written as they finish (one transaction each, with its predictions), so an interrupted run
+/// keeps what finished and `--resume` can continue it.
 public final class RunStore {
     public let path: String
     private let queue: DatabaseQueue
@@ -52,9 +52,22 @@ public final class RunStore {
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         var config = Configuration()
-        config.busyMode = .timeout(10)
+        // Write-ahead logging: each result is one committed transaction, readers never block the writer, and
+        // several runs may write one store at once (each waits its turn for at most a minute).
+        config.journalMode = .wal
+        config.busyMode = .timeout(60)
         queue = try DatabaseQueue(path: path, configuration: config)
-        try Self.migrator.migrate(queue)
+        // Two runs opening a new store at once both try to create its tables: the loser's transaction fails
+        // and rolls back, and on its next try the migration is already there.
+        for attempt in 0... {
+            do {
+                try Self.migrator.migrate(queue)
+                break
+            } catch {
+                guard attempt < 20 else { throw error }
+                usleep(50_000)
+            }
+        }
     }
 
     static var migrator: DatabaseMigrator {

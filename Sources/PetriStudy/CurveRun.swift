@@ -38,16 +38,26 @@ public struct CurveRun {
         let recorder = try RunRecorder(store, config: config, dataHash: datasetHash(ds), command: command, reporter: reporter)
         reporter.recording(recorder)
         let out = jsonLines.map(JSONLinesFile.init)
-        let done = try out?.keys(preprocessing: ds.preprocessing.spec) ?? []
+        let preprocess = ds.preprocessing.isEmpty ? [:] : ["preprocess": ds.preprocessing.spec]
+        var inFile = try out?.keys(preprocessing: ds.preprocessing.spec) ?? []
+        // A resumed run and its file may each hold results the other lacks (a run killed between the two
+        // writes): the file gets the store's, and the store's missing ones are computed again (the same
+        // seed gives the same result) without a second line in the file.
+        if let out, store.resume {
+            for r in recorder.earlier where !inFile.contains(r.key) {
+                try out.append(r.json.merging(preprocess) { a, _ in a })
+                inFile.insert(r.key)
+            }
+        }
+        let skip = { (key: RunKey) in
+            recorder.isDone(key) || (inFile.contains(key) && !(store.resume && recorder.runID != nil))
+        }
         var results = recorder.earlier
         do {
-            try LearningCurve(sizes: sizes, seeds: seeds).run(dataset: ds, bank: bank, methods: entries,
-                                                              skip: { done.contains($0) || recorder.isDone($0) }) { r in
+            try LearningCurve(sizes: sizes, seeds: seeds).run(dataset: ds, bank: bank, methods: entries, skip: skip) { r in
                 results.append(r)
-                var line = r.json
-                if !ds.preprocessing.isEmpty { line["preprocess"] = ds.preprocessing.spec }
-                try out?.append(line)
                 try recorder.record(r, dataset: ds)
+                if let out, !inFile.contains(r.key) { try out.append(r.json.merging(preprocess) { a, _ in a }) }
                 finished(r)
             }
         } catch {
@@ -59,18 +69,19 @@ public struct CurveRun {
     }
 }
 
-/// A JSON-lines file of results: one object per line, each appended and flushed as it finishes, so an
-/// interrupted run keeps what finished.
+/// A JSON-lines file of results: one object per line, each appended with one `write` to a file opened for
+/// appending, so an interrupted run keeps what finished and two runs appending at once do not interleave lines.
+/// A last line cut off by a kill is dropped before the next append.
 public struct JSONLinesFile {
     public let path: String
     public init(path: String) { self.path = path }
 
     /// The keys of the results already in the file for runs with this preprocessing (`none`: without).
     public func keys(preprocessing: String) throws -> Set<RunKey> {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
+        guard let data = FileManager.default.contents(atPath: path) else { return [] }
         var done = Set<RunKey>()
-        for l in text.split(separator: "\n") {
-            guard let o = try? JSONSerialization.jsonObject(with: Data(l.utf8)) as? [String: Any] else { continue }
+        for l in data.split(separator: 0x0A) {
+            guard let o = try? JSONSerialization.jsonObject(with: Data(l)) as? [String: Any] else { continue }
             guard (o["preprocess"] as? String ?? "none") == preprocessing, let key = RunKey(json: o) else { continue }
             done.insert(key)
         }
@@ -80,13 +91,24 @@ public struct JSONLinesFile {
     public func append(_ object: [String: Any]) throws {
         var data = try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
         data.append(0x0A)
-        if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil)
-        }
-        guard let handle = FileHandle(forWritingAtPath: path) else { throw StudyError.failed("\(path): cannot open for writing") }
-        defer { try? handle.close() }
-        try handle.seekToEnd()
-        try handle.write(contentsOf: data)
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT, 0o644)
+        guard fd >= 0 else { throw StudyError.failed("\(path): cannot open for appending: \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        try dropTornLine(fd)
+        let written = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        guard written == data.count else { throw StudyError.failed("\(path): cannot append a result: \(String(cString: strerror(errno)))") }
+    }
+
+    /// Cuts a last line that has no newline (its write was interrupted) back to the previous newline.
+    private func dropTornLine(_ fd: Int32) throws {
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0 else { return }
+        var last: UInt8 = 0
+        guard pread(fd, &last, 1, size - 1) == 1, last != 0x0A else { return }
+        var end = size - 1
+        var byte: UInt8 = 0
+        while end > 0, pread(fd, &byte, 1, end - 1) == 1, byte != 0x0A { end -= 1 }
+        guard ftruncate(fd, end) == 0 else { throw StudyError.failed("\(path): cannot drop a cut-off last line") }
     }
 }
 
