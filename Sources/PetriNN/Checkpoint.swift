@@ -15,7 +15,17 @@ public struct StoredTensor: Sendable {
 
 /// A PyTorch checkpoint (`torch.save` of a state dict), read without Python and without executing
 /// anything: both the legacy format (torch < 1.6) and the zip format.
+///
+/// The file is untrusted: every count, shape, stride and offset is checked with overflow-safe arithmetic
+/// against the bytes actually present before anything is allocated; the pickle is at most `maxPickleBytes`
+/// and `PickleReader.maxDepth` deep; a tensor holds at most `maxTensorElements` values and the checkpoint
+/// `maxTotalElements`; zip entries are checked against their CRC-32; floating-point values must be finite.
+/// A bad file is refused with one `CheckpointError` naming it and the problem.
 public struct Checkpoint: Sendable {
+    public static let maxPickleBytes = 64 << 20
+    public static let maxTensorElements = 1 << 26
+    public static let maxTotalElements = 1 << 27
+
     public let file: String
     /// Tensors in the order the file lists them.
     public let tensors: [StoredTensor]
@@ -30,6 +40,10 @@ public struct Checkpoint: Sendable {
 
     public init(contentsOf url: URL) throws {
         let file = url.path
+        let size = (try? FileManager.default.attributesOfItem(atPath: file)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= 1 << 30 else {
+            throw CheckpointError.malformed(file: file, reason: "\(size) bytes, larger than any backbone checkpoint Petri reads (1 GiB)")
+        }
         let data: Data
         do { data = try Data(contentsOf: url, options: .mappedIfSafe) } catch {
             throw CheckpointError.malformed(file: file, reason: "cannot read: \(error.localizedDescription)")
@@ -65,16 +79,18 @@ public struct Checkpoint: Sendable {
         var position = reader.position
         var storages: [String: ArraySlice<UInt8>] = [:]
         for key in keys {
-            guard position + 8 <= bytes.count else {
+            guard bytes.count - position >= 8 else {
                 throw CheckpointError.malformed(file: file, reason: "truncated at storage \(key)")
             }
             var count: UInt64 = 0
             for i in 0..<8 { count |= UInt64(bytes[position + i]) << (8 * UInt64(i)) }
             position += 8
-            let size = try elementSize(ofStorage: key, in: root, file: file)
-            let byteCount = Int(count) * size
-            guard position + byteCount <= bytes.count else {
-                throw CheckpointError.malformed(file: file, reason: "truncated storage \(key)")
+            let (size, declared) = try storageInfo(key, in: root, file: file)
+            guard let n = Checked.int(count), let byteCount = Checked.product(n, size, limit: bytes.count - position) else {
+                throw CheckpointError.malformed(file: file, reason: "storage \(key) claims \(count) elements, more than the file holds")
+            }
+            if let declared, declared != n {
+                throw CheckpointError.malformed(file: file, reason: "storage \(key) holds \(n) elements but its tensors were told \(declared)")
             }
             storages[key] = bytes[position..<(position + byteCount)]
             position += byteCount
@@ -94,17 +110,16 @@ public struct Checkpoint: Sendable {
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             throw CheckpointError.malformed(file: file, reason: "unreadable zip: \(error)")
         }
-        func contents(_ entry: Entry) throws -> [UInt8] {
-            var out = [UInt8]()
-            out.reserveCapacity(Int(entry.uncompressedSize))
-            _ = try archive.extract(entry, skipCRC32: false) { out += $0 }
-            return out
+        func contents(_ entry: Entry, limit: Int, what: String) throws -> [UInt8] {
+            do { return try ZipEntries.contents(archive, entry, limit: limit, what: what) } catch let p as ZipEntries.Problem {
+                throw CheckpointError.malformed(file: file, reason: p.description)
+            }
         }
         guard let pickleEntry = archive.first(where: { $0.path.hasSuffix("data.pkl") }) else {
             throw CheckpointError.malformed(file: file, reason: "zip without data.pkl")
         }
         let prefix = String(pickleEntry.path.dropLast("data.pkl".count))
-        var reader = PickleReader(file: file, bytes: try contents(pickleEntry))
+        var reader = PickleReader(file: file, bytes: try contents(pickleEntry, limit: maxPickleBytes, what: "data.pkl"))
         let root = try reader.load { try storageReference($0, file: file) }
         var cache: [String: [UInt8]] = [:]
         return try materialize(root: root, file: file) { ref in
@@ -112,7 +127,12 @@ public struct Checkpoint: Sendable {
             guard let entry = archive["\(prefix)data/\(ref.key)"] else {
                 throw CheckpointError.malformed(file: file, reason: "storage \(ref.key) missing from zip")
             }
-            let c = try contents(entry)
+            // A storage holds its declared elements; none may pass the checkpoint's limit.
+            let limit = Checked.product(ref.elementCount ?? maxTotalElements, ref.type.byteSize, limit: maxTotalElements * 8) ?? 0
+            let c = try contents(entry, limit: limit, what: "storage \(ref.key)")
+            if let n = ref.elementCount, c.count != n * ref.type.byteSize {
+                throw CheckpointError.malformed(file: file, reason: "storage \(ref.key) holds \(c.count) bytes, not \(n) elements of \(ref.type.byteSize)")
+            }
             cache[ref.key] = c
             return c[...]
         }
@@ -127,12 +147,14 @@ public struct Checkpoint: Sendable {
               let key = t[2].string else {
             throw CheckpointError.malformed(file: file, reason: "unsupported persistent id")
         }
+        if let n = t[4].int, n < 0 { throw CheckpointError.malformed(file: file, reason: "storage \(key) of \(n) elements") }
         return .storage(StorageReference(key: key, type: type, elementCount: t[4].int))
     }
 
-    private static func elementSize(ofStorage key: String, in root: PickleValue, file: String) throws -> Int {
-        var found: Int?
-        visitTensors(root) { _, t in if t.storage.key == key { found = t.storage.type.byteSize } }
+    /// The element size of a storage and the element count its tensors were given.
+    private static func storageInfo(_ key: String, in root: PickleValue, file: String) throws -> (size: Int, count: Int?) {
+        var found: (Int, Int?)?
+        visitTensors(root) { _, t in if t.storage.key == key { found = (t.storage.type.byteSize, t.storage.elementCount) } }
         guard let f = found else {
             throw CheckpointError.malformed(file: file, reason: "storage \(key) is used by no tensor")
         }
@@ -158,24 +180,31 @@ public struct Checkpoint: Sendable {
             dict = inner
         }
         var out: [StoredTensor] = []
+        var total = 0
         for (k, v) in zip(dict.keys, dict.values) {
             guard let name = k.string else { continue }
             guard case let .tensor(t) = v else { continue }
+            guard let count = Checked.count(t.shape, limit: maxTensorElements),
+                  let sum = Checked.sum(total, count, limit: maxTotalElements) else {
+                throw CheckpointError.malformed(file: file, reason: "tensor \(name) of shape \(t.shape) is larger than Petri reads (\(maxTensorElements) values a tensor, \(maxTotalElements) in all)")
+            }
+            total = sum
             let raw = try storage(t.storage)
             out.append(StoredTensor(name: name, type: t.storage.type, shape: t.shape,
-                                    values: try gather(t, raw: raw, file: file, name: name)))
+                                    values: try gather(t, count: count, raw: raw, file: file, name: name)))
         }
         return out
     }
 
-    /// Copies a strided view out of its storage into row-major order.
-    private static func gather(_ t: TensorReference, raw: ArraySlice<UInt8>, file: String, name: String) throws -> [Float] {
-        let count = t.shape.reduce(1, *)
+    /// Copies a strided view out of its storage into row-major order (`count` values, already checked).
+    private static func gather(_ t: TensorReference, count: Int, raw: ArraySlice<UInt8>, file: String, name: String) throws -> [Float] {
         let size = t.storage.type.byteSize
         let elements = raw.count / size
-        var maxIndex = t.offset
-        for (d, s) in zip(t.shape, t.strides) where d > 0 { maxIndex += (d - 1) * s }
-        guard count == 0 || (t.offset >= 0 && maxIndex < elements && t.strides.allSatisfy { $0 >= 0 }) else {
+        var maxIndex: Int? = t.offset
+        for (d, s) in zip(t.shape, t.strides) where d > 0 {
+            maxIndex = maxIndex.flatMap { m in Checked.product(d - 1, s).flatMap { Checked.sum(m, $0) } }
+        }
+        guard count == 0 || (maxIndex.map { $0 < elements } ?? false) else {
             throw CheckpointError.malformed(file: file, reason: "tensor \(name) reaches outside its storage")
         }
         var out = [Float](repeating: 0, count: count)
@@ -206,6 +235,9 @@ public struct Checkpoint: Sendable {
                     d -= 1
                 }
             }
+        }
+        guard out.allSatisfy(\.isFinite) else {
+            throw CheckpointError.malformed(file: file, reason: "tensor \(name) holds values that are not finite numbers")
         }
         return out
     }

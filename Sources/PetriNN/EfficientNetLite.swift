@@ -25,6 +25,16 @@ public struct EfficientNetLiteConfig: Sendable, Hashable {
     public static let lite2 = EfficientNetLiteConfig(name: "efficientnet-lite2", widthCoefficient: 1.1,
                                                      depthCoefficient: 1.2, inputSize: 260, dropout: 0.3)
 
+    /// Channels of the activations at a feature level (what `EfficientNetLite.channels(at:)` gives, without
+    /// building the network).
+    public func channels(at level: FeatureLevel) -> Int {
+        switch level {
+        case .stem: 32
+        case let .stage(s): blocks.last { $0.stage == s - 1 }?.output ?? 0
+        case .head: EfficientNetLite.featureWidth
+        }
+    }
+
     /// TensorFlow's channel rounding: to a multiple of 8, never more than 10% below the scaled width.
     func roundFilters(_ filters: Int) -> Int {
         let scaled = Double(filters) * widthCoefficient

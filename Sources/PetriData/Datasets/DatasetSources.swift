@@ -73,10 +73,16 @@ extension Dataset {
         if first.channels > 1 { shape.append(first.channels) }
         let combined = try ArrayImages(NumpyArray(name: url.path, dtype: "|u1", shape: shape, data: pixels))
         let distinct = Array(Set(labels)).sorted()
-        let classNames = try arrays["class_names"].map { try $0.strings() } ?? distinct.map(String.init)
-        guard distinct.allSatisfy({ $0 >= 0 && $0 < max(classNames.count, (distinct.last ?? 0) + 1) }) else {
-            throw DatasetError.malformed(url.path, reason: "labels outside 0..<\(classNames.count)")
+        let given = try arrays["class_names"].map { try $0.strings() }
+        guard distinct.allSatisfy({ $0 >= 0 && (given == nil || $0 < given!.count) }) else {
+            throw DatasetError.malformed(url.path, reason: given.map { "labels outside 0..<\($0.count) (class_names has \($0.count) names)" } ?? "negative labels")
         }
+        if let given {
+            guard distinct.allSatisfy({ !given[$0].isEmpty }), Set(distinct.map { given[$0] }).count == distinct.count else {
+                throw DatasetError.malformed(url.path, reason: "class_names has an empty or repeated name")
+            }
+        }
+        let classNames = given ?? distinct.map(String.init)
         // Renumber to the classes present, in label order.
         let names2 = arrays["class_names"] != nil ? distinct.map { classNames[$0] } : distinct.map(String.init)
         let index = Dictionary(uniqueKeysWithValues: distinct.enumerated().map { ($1, $0) })

@@ -1,4 +1,6 @@
 import Foundation
+import PetriEngine
+import PetriNN
 import ZIPFoundation
 
 /// One array of a NumPy `.npz` archive, kept as raw little-endian bytes.
@@ -55,45 +57,33 @@ public struct NumpyArray: Sendable {
 }
 
 enum NPZ {
-    /// All arrays of an `.npz` file (C order only).
-    static func read(_ url: URL) throws -> [String: NumpyArray] {
+    /// All arrays of an `.npz` file (C order only), each checked (`NPY.Header`) before it is used; at most
+    /// `maxBytes` inflated in all.
+    static func read(_ url: URL, maxBytes: Int = 4 << 30) throws -> [String: NumpyArray] {
         let archive: Archive
         do { archive = try Archive(url: url, accessMode: .read) } catch {
             throw DatasetError.malformed(url.path, reason: "not a readable .npz (zip) archive")
         }
         var out: [String: NumpyArray] = [:]
+        var total = 0
         for entry in archive where entry.path.hasSuffix(".npy") {
-            var bytes = [UInt8]()
-            bytes.reserveCapacity(Int(entry.uncompressedSize))
-            do { _ = try archive.extract(entry, skipCRC32: false) { bytes += $0 } } catch {
-                throw DatasetError.malformed(url.path, reason: "cannot extract \(entry.path): \(error)")
-            }
             let name = String(entry.path.dropLast(4))
+            let bytes: [UInt8]
+            do { bytes = try ZipEntries.contents(archive, entry, limit: maxBytes - total, what: entry.path) } catch {
+                throw DatasetError.malformed(url.path, reason: "\(error)")
+            }
+            total += bytes.count
             out[name] = try parse(bytes, name: "\(url.path)#\(name)")
         }
         return out
     }
 
     static func parse(_ bytes: [UInt8], name: String) throws -> NumpyArray {
-        guard bytes.count >= 10, bytes.starts(with: [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) else {
-            throw DatasetError.malformed(name, reason: "not an .npy array")
+        let h: NPY.Header
+        do { h = try NPY.Header(bytes, name: name) } catch let NPY.Error.malformed(_, reason) {
+            throw DatasetError.malformed(name, reason: reason)
         }
-        let (length, start) = bytes[6] == 1
-            ? (Int(bytes[8]) | Int(bytes[9]) << 8, 10)
-            : (Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24, 12)
-        guard start + length <= bytes.count else { throw DatasetError.malformed(name, reason: "truncated header") }
-        let header = String(decoding: bytes[start..<(start + length)], as: UTF8.self)
-        guard !header.contains("'fortran_order': True") else {
-            throw DatasetError.malformed(name, reason: "Fortran-ordered arrays are not supported")
-        }
-        guard let d = header.range(of: "'descr': '"), let dEnd = header[d.upperBound...].firstIndex(of: "'"),
-              let s = header.range(of: "'shape': ("), let sEnd = header[s.upperBound...].firstIndex(of: ")") else {
-            throw DatasetError.malformed(name, reason: "unreadable .npy header")
-        }
-        let dtype = String(header[d.upperBound..<dEnd])
-        let shape = header[s.upperBound..<sEnd].split(separator: ",").compactMap {
-            Int($0.trimmingCharacters(in: .whitespaces))
-        }
-        return NumpyArray(name: name, dtype: dtype, shape: shape, data: Array(bytes[(start + length)...]))
+        return NumpyArray(name: name, dtype: h.dtype, shape: h.shape,
+                          data: Array(bytes[h.dataOffset..<(h.dataOffset + h.count * h.itemSize)]))
     }
 }

@@ -212,6 +212,8 @@ public struct SavedModel: Codable, Sendable {
     }
 
     public static func read(_ url: URL) throws -> SavedModel {
+        let size = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? NSNumber)?.intValue ?? 0
+        guard size <= 2 << 30 else { throw DatasetError.malformed(url.path, reason: "\(size) bytes, larger than a model file can be") }
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw DatasetError.malformed(url.path, reason: "cannot read the model file")
@@ -220,12 +222,17 @@ public struct SavedModel: Codable, Sendable {
         guard let header = try? JSONDecoder().decode(Header.self, from: data), header.format == formatName else {
             throw DatasetError.malformed(url.path, reason: "not a Petri model file")
         }
-        guard let v = header.version, v <= currentVersion else {
+        guard let v = header.version, v >= 1, v <= currentVersion else {
             throw DatasetError.malformed(url.path, reason: "model format version \(header.version ?? 0) is newer than this Petri understands (\(currentVersion)); upgrade Petri")
         }
-        do { return try JSONDecoder().decode(SavedModel.self, from: data) } catch {
+        let model: SavedModel
+        do { model = try JSONDecoder().decode(SavedModel.self, from: data) } catch {
             throw DatasetError.malformed(url.path, reason: "damaged model file: \(error)")
         }
+        do { try model.validate() } catch let p as SavedModelProblem {
+            throw DatasetError.malformed(url.path, reason: "inconsistent model file: \(p.message)")
+        }
+        return model
     }
 
     /// What kind of classifier the file holds: `logistic`, `mlp`, `networks` or `mlp+networks` (a blend).
