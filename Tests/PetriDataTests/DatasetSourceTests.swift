@@ -49,6 +49,22 @@ final class TempDir {
         #expect(ds.warnings.contains { $0.contains(":7:") && $0.contains("/etc/passwd") })
     }
 
+    /// A symbolic link inside the folder that leads out of it is refused like a `../` row.
+    @Test func csvRefusesLinksOutOfItsFolder() throws {
+        let t = TempDir()
+        try t.copy("rgb.png", to: "data/in.png")
+        try t.copy("grey.png", to: "data/in2.png")
+        try t.copy("rgb.png", to: "secret/out.png")
+        try FileManager.default.createSymbolicLink(atPath: t.url.appendingPathComponent("data/link.png").path,
+                                                   withDestinationPath: t.url.appendingPathComponent("secret/out.png").path)
+        try FileManager.default.createSymbolicLink(atPath: t.url.appendingPathComponent("data/inner.png").path,
+                                                   withDestinationPath: t.url.appendingPathComponent("data/in.png").path)
+        try t.file("data/l.csv", Data("in.png,a\nin2.png,b\nlink.png,a\ninner.png,b\n".utf8))
+        let ds = try Dataset.load(t.url.appendingPathComponent("data/l.csv"))
+        #expect(ds.items.map(\.relativePath) == ["in.png", "in2.png", "inner.png"])
+        #expect(ds.warnings.count == 1 && ds.warnings[0].contains(":3:") && ds.warnings[0].contains("outside"))
+    }
+
     @Test func csvWithoutHeader() throws {
         let t = TempDir()
         try t.copy("rgb.png", to: "x.png")
@@ -121,6 +137,8 @@ final class TempDir {
         _ = raw
         let ds = try Dataset.imageFolder(t.url)
         #expect(ds.classNames == ["a", "b"])
+        // The odd file is named (bytes escaped) in a warning with its folder, not dropped silently.
+        #expect(ds.warnings.contains { $0.contains("/b:") && $0.contains("not valid UTF-8") && $0.contains("caf\\xE9.png") }, "\(ds.warnings)")
         // Whatever name Foundation gives the odd file, reading it fails with an error naming a path, not a crash.
         for item in ds.items {
             _ = try? ds.image(of: item, decoder: ImageDecoder())

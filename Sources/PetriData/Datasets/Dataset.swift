@@ -110,6 +110,10 @@ public struct Dataset: Sendable {
         var classNames: [String] = []
         var items: [DatasetItem] = []
         var warnings: [String] = []
+        let odd = undecodableNames(in: root.path)
+        if !odd.isEmpty {
+            warnings.append("\(root.path): \(odd.count) name(s) that are not valid UTF-8 skipped (rename them): \(odd.joined(separator: ", "))")
+        }
         for name in entries {
             var sub: ObjCBool = false
             let dir = root.appendingPathComponent(name)
@@ -138,7 +142,9 @@ public struct Dataset: Sendable {
                                          options: [.skipsHiddenFiles]) else { return [] }
         var out: [String] = []
         let base = dir.standardizedFileURL.path + "/"
+        var folders = [dir.standardizedFileURL.path]
         for case let url as URL in walker {
+            if (try? url.resourceValues(forKeys: [.isDirectoryKey]))?.isDirectory == true { folders.append(url.path) }
             guard imageExtensions.contains(url.pathExtension.lowercased()) else { continue }
             let values = try? url.resourceValues(forKeys: [.isRegularFileKey])
             var isDir: ObjCBool = false
@@ -146,6 +152,26 @@ public struct Dataset: Sendable {
                 || (fm.fileExists(atPath: url.path, isDirectory: &isDir) && !isDir.boolValue) else { continue }
             let p = url.standardizedFileURL.path
             out.append(p.hasPrefix(base) ? String(p.dropFirst(base.count)) : url.lastPathComponent)
+        }
+        for folder in folders {
+            let odd = undecodableNames(in: folder)
+            if !odd.isEmpty {
+                warnings.append("\(folder): \(odd.count) file name(s) that are not valid UTF-8 skipped (rename them): \(odd.joined(separator: ", "))")
+            }
+        }
+        return out.sorted()
+    }
+
+    /// Entries of `dir` whose names are not valid UTF-8 (legal on Linux, but no path Petri can name),
+    /// shown with the odd bytes escaped (`caf\xE9.png`); hidden entries left out.
+    static func undecodableNames(in dir: String) -> [String] {
+        guard let d = opendir(dir) else { return [] }
+        defer { closedir(d) }
+        var out: [String] = []
+        while let entry = readdir(d) {
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { raw in Array(raw.prefix { $0 != 0 }) }
+            guard bytes.first != UInt8(ascii: "."), String(validating: bytes, as: UTF8.self) == nil else { continue }
+            out.append(bytes.map { $0 < 0x80 ? String(UnicodeScalar($0)) : String(format: "\\x%02X", $0) }.joined())
         }
         return out.sorted()
     }

@@ -102,6 +102,7 @@ extension Dataset {
                 : DatasetError.notFound(url.path)
         }
         let root = url.deletingLastPathComponent().standardizedFileURL
+        let realRoot = root.resolvingSymlinksInPath().path
         var rows = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
             .enumerated().map { ($0 + 1, parseCSVLine($1)) }.filter { !($0.1.count == 1 && $0.1[0].isEmpty) }
         var pathColumn = 0, labelColumn = 1, groupColumn: Int? = nil
@@ -127,7 +128,8 @@ extension Dataset {
                 continue
             }
             let full = (rel.hasPrefix("/") ? URL(fileURLWithPath: rel) : root.appendingPathComponent(rel)).standardizedFileURL
-            guard full.path.hasPrefix(root.path + "/") else {
+            // Inside the folder by name and after following symbolic links: a link out of it is refused too.
+            guard full.path.hasPrefix(root.path + "/"), full.resolvingSymlinksInPath().path.hasPrefix(realRoot + "/") else {
                 warnings.append("\(url.path):\(line): \(rel) points outside the dataset folder \(root.path); row skipped")
                 continue
             }
