@@ -3,7 +3,7 @@ SWIFT ?= swift
 SAMPLE ?= Samples/bccd-wbc-mini
 export OMP_NUM_THREADS ?= $(shell nproc)
 
-.PHONY: setup build demo test bench crosslab clean
+.PHONY: setup build demo test bench fuzz crosslab clean
 
 setup:
 	@scripts/setup.sh
@@ -21,6 +21,13 @@ test: setup
 
 bench: build
 	scripts/bench.sh
+
+# Mutants of every format Petri reads (10,000 by default: make fuzz FUZZ_COUNT=N); fails on a crash, a hang,
+# memory over 2 GiB or a bad output.
+FUZZ_COUNT ?= 10000
+fuzz: setup
+	$(SWIFT) build -c release --product petri-fuzz
+	.build/release/petri-fuzz --count $(FUZZ_COUNT)
 
 crosslab: build
 	scripts/crosslab.sh

@@ -14,6 +14,7 @@
 //   PetriReport   the self-contained HTML report of a study
 //   PetriCLI      the commands: arguments parsed into typed values, then one call into PetriStudy
 //   petri         the executable (main.swift)
+//   petri-bench, petri-fuzz, PetriFuzz   the benchmark and the fuzzer behind `make bench` and `make fuzz`
 import PackageDescription
 
 let package = Package(
@@ -54,6 +55,8 @@ let package = Package(
             ]),
         .executableTarget(name: "petri", dependencies: ["PetriCLI"]),
         .executableTarget(name: "petri-bench", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriLearn"]),
+        .target(name: "PetriFuzz", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriStudy", "ZIPFoundation"]),
+        .executableTarget(name: "petri-fuzz", dependencies: ["PetriFuzz"]),
         .testTarget(name: "PetriEngineTests", dependencies: ["PetriEngine"]),
         .testTarget(name: "PetriNNTests", dependencies: ["PetriNN", "PetriData"],
                     resources: [.copy("Fixtures")]),
@@ -61,6 +64,7 @@ let package = Package(
         .testTarget(name: "PetriLearnTests", dependencies: ["PetriLearn", "PetriEval"]),
         .testTarget(name: "PetriStoreTests", dependencies: ["PetriStore", "PetriLearn"]),
         .testTarget(name: "PetriReportTests", dependencies: ["PetriReport", "PetriStudy"]),
+        .testTarget(name: "PetriFuzzTests", dependencies: ["PetriFuzz"]),
         .testTarget(name: "PetriStudyTests", dependencies: ["PetriStudy", "PetriCLI", "PetriLearn", "PetriData", "PetriStore"]),
     ],
     swiftLanguageModes: [.v5]
