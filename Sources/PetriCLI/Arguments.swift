@@ -68,12 +68,15 @@ struct AdaptationOptions: ParsableArguments {
     @Option(help: "Weight of the pseudo-label term of head adaptation (default 0.3; 0 leaves it out).")
     var adaptPseudoLabels: Float?
 
+    @Option(help: "The class mix head and batch-norm adaptation assume: even, or estimated from the model's predictions on the new images (EM, Saerens et al. 2002), for a skewed mix such as a clinic's stream.")
+    var adaptClassMix = "even"
+
     func validate() throws { _ = try settings() }
 
     func settings() throws -> AdaptationSettings {
         try studyCall {
             try AdaptationSettings(adapt: adapt, heads: adaptHeads, norm: adaptNorm, steps: adaptSteps, diversity: adaptDiversity,
-                                   pseudoLabels: adaptPseudoLabels)
+                                   pseudoLabels: adaptPseudoLabels, classMix: adaptClassMix)
         }
     }
 }

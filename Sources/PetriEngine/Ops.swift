@@ -221,8 +221,12 @@ extension Tape {
     /// it makes each prediction confident while keeping the classes in use (without the second term every
     /// image would drift to one class). Natural logarithms.
     ///
-    /// Gradient: ∂L/∂zᵢⱼ = (1/N) pᵢⱼ [−(log pᵢⱼ + Hᵢ) + λ (log p̄ⱼ − Σₖ pᵢₖ log p̄ₖ)].
-    public func informationMaximisation(_ logits: Var, diversity: Float = 1) -> Var {
+    /// Gradient: ∂L/∂zᵢⱼ = (1/N) pᵢⱼ [−(log pᵢⱼ + Hᵢ) + λ (aⱼ − Σₖ pᵢₖ aₖ)], aⱼ = log p̄ⱼ.
+    ///
+    /// With a `prior` π (the new images' class mix, when it is not even) the second term becomes
+    /// λ KL(p̄ ‖ π) − λ log K, which keeps the mean prediction near that mix instead of near uniform: aⱼ = log p̄ⱼ
+    /// − log(K πⱼ), the same loss and gradient as above when π is uniform.
+    public func informationMaximisation(_ logits: Var, diversity: Float = 1, prior: [Double]? = nil) -> Var {
         let n = logits.shape[0], k = logits.shape[1]
         let z = logits.value.scalars
         var p = [Double](repeating: 0, count: n * k)
@@ -242,8 +246,9 @@ extension Tape {
                 mean[j] += v / Double(n)
             }
         }
-        let logMean = mean.map { Foundation.log(max($0, tiny)) }
-        let meanEntropy = -zip(mean, logMean).map { $0 * $1 }.reduce(0, +)
+        let logPrior = prior.map { pr in pr.map { Foundation.log(max($0 * Double(k), tiny)) } } ?? [Double](repeating: 0, count: k)
+        let logMean = (0..<k).map { Foundation.log(max(mean[$0], tiny)) - logPrior[$0] }
+        let meanEntropy = -(0..<k).map { mean[$0] * logMean[$0] }.reduce(0, +)
         let loss = entropy.reduce(0, +) / Double(n) - Double(diversity) * meanEntropy
         let value = Tensor(shape: [], data: [Float(loss)])
         return record(value, inputs: [logits]) { [unowned self] dy in

@@ -85,12 +85,15 @@ public final class SmallCNN: Module {
     /// AdaBN (Li et al. 2016): replaces every batch norm's running statistics by those of `batches` (images
     /// `[N, S, S, 3]` of another lab, no labels), layer by layer — each layer's statistics are taken after the
     /// layers below it were adapted. The learned γ, β and weights are kept. Modifies this network in place.
-    public func adaptNormalisation(to batches: [Tensor]) throws {
+    ///
+    /// `weights` (one per image of each batch): each image's share of the statistics — e.g. to count the classes
+    /// of a skewed set evenly, as the training batches did.
+    public func adaptNormalisation(to batches: [Tensor], weights: [[Float]]? = nil) throws {
         for i in convs.indices {
             let channels = norms[i].runningMean.value.count
             var sum = [Double](repeating: 0, count: channels), squares = sum
-            var count = 0
-            for batch in batches {
+            var count = 0.0
+            for (b, batch) in batches.enumerated() {
                 let tape = Tape(training: false)
                 var h = tape.constant(batch)
                 for j in 0..<i {
@@ -99,16 +102,18 @@ public final class SmallCNN: Module {
                 }
                 let z = try convs[i](h, on: tape).value   // NHWC
                 let values = z.scalars
+                let perImage = values.count / max(1, z.shape[0])
                 for (k, v) in values.enumerated() {
                     let c = k % channels
-                    sum[c] += Double(v)
-                    squares[c] += Double(v) * Double(v)
+                    let w = Double(weights?[b][k / perImage] ?? 1)
+                    sum[c] += w * Double(v)
+                    squares[c] += w * Double(v) * Double(v)
                 }
-                count += values.count / channels
+                for r in 0..<z.shape[0] { count += Double(weights?[b][r] ?? 1) * Double(perImage / channels) }
             }
             guard count > 1 else { return }
-            let mean = sum.map { $0 / Double(count) }
-            let variance = zip(squares, mean).map { max(0, $0 / Double(count) - $1 * $1) * Double(count) / Double(count - 1) }
+            let mean = sum.map { $0 / count }
+            let variance = zip(squares, mean).map { max(0, $0 / count - $1 * $1) * count / (count - 1) }
             norms[i].runningMean.value = Tensor(shape: [channels], data: mean.map(Float.init))
             norms[i].runningVariance.value = Tensor(shape: [channels], data: variance.map(Float.init))
         }

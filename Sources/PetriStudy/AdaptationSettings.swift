@@ -21,12 +21,18 @@ public struct AdaptationSettings: Sendable {
     /// Weights of head adaptation's diversity and pseudo-label terms (nil: `MLPHead.Adaptation`'s defaults).
     public var diversity: Float?
     public var pseudoLabels: Float?
+    /// The class mix both model adaptations assume: even, or estimated from the model's predictions.
+    public var classMix = MLPHead.Adaptation.ClassMix.even
 
     public init() {}
 
     /// `adapt`: `none`, `auto` or a pipeline spec such as `centercrop(fraction=0.5)`.
     public init(adapt: String, heads: Bool = false, norm: Bool = false, steps: Int = 60, diversity: Float? = nil,
-                pseudoLabels: Float? = nil) throws {
+                pseudoLabels: Float? = nil, classMix: String = "even") throws {
+        guard let mix = MLPHead.Adaptation.ClassMix(rawValue: classMix) else {
+            throw StudyError.invalidSetting("--adapt-class-mix", "'\(classMix)' (even or estimated)")
+        }
+        self.classMix = mix
         switch adapt {
         case "none": images = .none
         case "auto": images = .auto
@@ -50,7 +56,7 @@ public struct AdaptationSettings: Sendable {
         if norm, model.networks == nil {
             reporter.warning("--adapt-norm: this model has no network trained from scratch (\(model.kind)); nothing is adapted (--adapt-heads adapts MLP heads)")
         }
-        if heads || norm, labelled { checkClassMix(model, dataset, flag: heads ? "--adapt-heads" : "--adapt-norm", reporter: reporter) }
+        if heads || norm, labelled, classMix == .even { checkClassMix(model, dataset, flag: heads ? "--adapt-heads" : "--adapt-norm", reporter: reporter) }
         guard heads else { return nil }
         if model.mlp == nil { reporter.warning("--adapt-heads: this model has no frozen-feature MLP head (\(model.kind)); nothing is adapted") }
         if model.networks != nil, model.mlp != nil, !norm { reporter.warning("--adapt-heads adapts the MLP heads only, not the model's networks (--adapt-norm adapts those)") }
@@ -59,6 +65,7 @@ public struct AdaptationSettings: Sendable {
         a.steps = steps
         if let diversity { a.diversity = diversity }
         if let pseudoLabels { a.pseudoLabelWeight = pseudoLabels }
+        a.classMix = classMix
         return a
     }
 
@@ -69,7 +76,7 @@ public struct AdaptationSettings: Sendable {
         if counts.count < model.classNames.count {
             reporter.warning("\(flag) assumes the images hold all of the model's \(model.classNames.count) classes; these hold \(counts.count) (with classes absent it can make things worse)")
         } else if let most = counts.values.max(), let least = counts.values.min(), most > 3 * least {
-            reporter.warning("\(flag) assumes a not too uneven class mix; these images range from \(least) to \(most) per class (on a skewed mix it can cost balanced accuracy)")
+            reporter.warning("\(flag) assumes a not too uneven class mix; these images range from \(least) to \(most) per class (on a skewed mix it can cost balanced accuracy; --adapt-class-mix estimated estimates the mix instead)")
         }
     }
 
@@ -95,7 +102,7 @@ public struct AdaptationSettings: Sendable {
     public func probabilities(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, file: String, reporter: StudyReporter) throws -> (Tensor, TransformPipeline) {
         let steps = try imageSteps(model, dataset, file: file, reporter: reporter)
         let p = try model.probabilities(dataset, adaptation: steps, headAdaptation: headAdaptation(model, dataset, labelled: labelled, reporter: reporter),
-                                        adaptNetworkNormalisation: norm, file: file, progress: reporter.progressCallback)
+                                        adaptNetworkNormalisation: norm, classMix: classMix, file: file, progress: reporter.progressCallback)
         return (p, steps)
     }
 }

@@ -28,6 +28,7 @@ public struct Evaluation {
         for c in unknown { reporter.warning("class '\(c)' is not one of the model's (\(saved.classNames.joined(separator: ", "))): its images are left out") }
         guard !ds.items.isEmpty else { throw StudyError.failed("no image of \(data.root.path) belongs to a class the model knows") }
         let (p, steps) = try adaptation.probabilities(saved, ds, labelled: true, file: model, reporter: reporter)
+        let familiar = try FamiliarityCheck.flags(saved, ds, adaptation: steps, file: model, reporter: reporter)
         let k = saved.classNames.count, n = ds.items.count
         var rows = (0..<n).map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }
         let labels = ds.items.map(\.label)
@@ -36,7 +37,7 @@ public struct Evaluation {
             for i in rows.indices {
                 let t = triage.apply(rows[i])
                 rows[i] = t.probabilities
-                marks.append((t.accepted, t.set))
+                marks.append((t.accepted && (familiar?[i] ?? true), t.set))
             }
         }
         let predicted = rows.map { r in r.indices.max { r[$0] < r[$1] }! }
@@ -55,23 +56,32 @@ public struct Evaluation {
             lines.append("  \(saved.classNames[c].padding(toLength: width, withPad: " ", startingAt: 0))  \(String(format: "%.3f", recall))  "
                          + confusion[c].map { String(format: "%4d", $0) }.joined(separator: " "))
         }
+        if let familiar {
+            let unfamiliar = familiar.indices.filter { !familiar[$0] }
+            let right = unfamiliar.filter { predicted[$0] == labels[$0] }.count
+            lines.append(String(format: "unlike every training image: %d of %d (%.0f%%), %.1f%% of them right; the rest %.1f%% right", unfamiliar.count, n,
+                                100 * Double(unfamiliar.count) / Double(n), unfamiliar.isEmpty ? 0.0 : 100 * Double(right) / Double(unfamiliar.count),
+                                n == unfamiliar.count ? 0.0 : 100 * Double(labels.indices.filter { familiar[$0] && predicted[$0] == labels[$0] }.count) / Double(n - unfamiliar.count)))
+        }
         if let triage = saved.triage {
             let accepted = marks.indices.filter { marks[$0].accepted }
             let right = accepted.filter { predicted[$0] == labels[$0] }.count
             let covered = marks.indices.filter { marks[$0].set.contains(labels[$0]) }.count
-            lines.append(String(format: "marked 'accept': %d of %d (%.0f%%), %.1f%% of them right (calibrated for %.0f%% on the training data)",
+            lines.append(String(format: "marked 'accept': %d of %d (%.0f%%), %.1f%% of them right (calibrated for %.0f%% on the training data); accepted and wrong: %.1f%% of all images",
                                 accepted.count, n, 100 * Double(accepted.count) / Double(n),
-                                accepted.isEmpty ? 0 : 100 * Double(right) / Double(accepted.count), 100 * triage.targetAccuracy))
+                                accepted.isEmpty ? 0.0 : 100 * Double(right) / Double(accepted.count), 100 * triage.targetAccuracy,
+                                100 * Double(accepted.count - right) / Double(n)))
             lines.append(String(format: "prediction sets held the true class for %.1f%% of images (aimed at %.0f%%), %.2f classes on average",
                                 100 * Double(covered) / Double(n), 100 * (1 - triage.alpha), Double(marks.reduce(0) { $0 + $1.set.count }) / Double(n)))
         }
-        var csv = "path,label,predicted,confidence" + (marks.isEmpty ? "" : ",triage,set") + "\n"
+        var csv = "path,label,predicted,confidence" + (marks.isEmpty ? "" : ",triage,set") + (familiar == nil ? "" : ",familiar") + "\n"
         for (i, item) in ds.items.enumerated() {
             var line = CSV.field(item.path) + "," + CSV.field(saved.classNames[labels[i]]) + "," + CSV.field(saved.classNames[predicted[i]])
                 + "," + String(format: "%.4f", rows[i][predicted[i]])
             if !marks.isEmpty {
                 line += "," + (marks[i].accepted ? "accept" : "review") + "," + CSV.field(marks[i].set.map { saved.classNames[$0] }.joined(separator: "|"))
             }
+            if let familiar { line += familiar[i] ? ",yes" : ",no" }
             csv += line + "\n"
         }
         return (lines, csv)

@@ -5,7 +5,8 @@ import PetriLearn
 
 /// `petri predict`: a saved model's predictions for image files and folders (searched recursively), as CSV:
 /// path, label, confidence, then — for a calibrated model — triage (`accept`/`review`) and the prediction set,
-/// then one probability per class. Unreadable files are reported and skipped.
+/// then — when the model knows its training images' look — `familiar` (`no`: unlike every training image, so
+/// never `accept`), then one probability per class. Unreadable files are reported and skipped.
 public struct Prediction {
     public var model: String
     public var inputs: [String]
@@ -19,20 +20,24 @@ public struct Prediction {
     public func run(reporter: StudyReporter) throws -> (csv: String, images: Int) {
         let saved = try SavedModel.read(URL(fileURLWithPath: model))
         let ds = try images(reporter: reporter)
-        let (p, _) = try adaptation.probabilities(saved, ds, labelled: false, file: model, reporter: reporter)
+        let (p, steps) = try adaptation.probabilities(saved, ds, labelled: false, file: model, reporter: reporter)
+        let familiar = try FamiliarityCheck.flags(saved, ds, adaptation: steps, file: model, reporter: reporter)
         let k = saved.classNames.count
         let triage = saved.triage
-        var csv = "path,label,confidence," + (triage == nil ? "" : "triage,set,") + saved.classNames.map { CSV.field("p_" + $0) }.joined(separator: ",") + "\n"
+        var csv = "path,label,confidence," + (triage == nil ? "" : "triage,set,") + (familiar == nil ? "" : "familiar,")
+            + saved.classNames.map { CSV.field("p_" + $0) }.joined(separator: ",") + "\n"
         var accepted = 0
         for (i, item) in ds.items.enumerated() {
             var row = (0..<k).map { Double(p[flat: i * k + $0]) }
             var marks = ""
+            let known = familiar?[i] ?? true
             if let triage {
                 let t = triage.apply(row)
                 row = t.probabilities
-                if t.accepted { accepted += 1 }
-                marks = (t.accepted ? "accept," : "review,") + CSV.field(t.set.map { saved.classNames[$0] }.joined(separator: "|")) + ","
+                if t.accepted && known { accepted += 1 }
+                marks = (t.accepted && known ? "accept," : "review,") + CSV.field(t.set.map { saved.classNames[$0] }.joined(separator: "|")) + ","
             }
+            if let familiar { marks += familiar[i] ? "yes," : "no," }
             let best = row.indices.max { row[$0] < row[$1] }!
             csv += "\(CSV.field(item.path)),\(CSV.field(saved.classNames[best])),\(String(format: "%.4f", row[best])),\(marks)"
                 + row.map { String(format: "%.4f", $0) }.joined(separator: ",") + "\n"

@@ -62,7 +62,11 @@ public struct ModelTraining {
         model.triage = triage
         model.partnerHeads = parts.partners
         model.trainedBackbones = SavedModel.trainedBackboneIdentities(parts.spec.backbones + (parts.partners ?? []).flatMap(\.backbones))
-        model.scaleReference = SavedModel.FeatureStatistics(l2NormalizedRows(try SavedModel.scaleReferenceSpec.matrix(bank)))
+        let reference = l2NormalizedRows(try SavedModel.scaleReferenceSpec.matrix(bank))
+        model.scaleReference = SavedModel.FeatureStatistics(reference)
+        let decoder = ImageDecoder()
+        let looks = ds.items.compactMap { (try? ds.preparedImage(of: $0, decoder: decoder)).map(ImageStatistics.init) }
+        model.familiarity = SavedModel.Familiarity(reference, images: looks)
         parts.images = ds.items.count
         parts.classes = ds.classNames.count
         return (model, summary(model, parts: parts, auto: method is AutoMethod))

@@ -165,6 +165,25 @@ enum GradientCheck {
         _ = try GradientCheck.run([logits], epsilon: 1e-3) { tape, v in tape.informationMaximisation(v[0], diversity: 0.8) }
     }
 
+    /// With a class mix π the diversity term is λ KL(p̄ ‖ π) − λ log K: the gradient checks, and an even π is
+    /// the plain loss.
+    @Test func informationMaximisationWithAPriorGradient() throws {
+        let logits = GradientCheck.parameter([6, 4], seed: 19, low: -3, high: 3)
+        _ = try GradientCheck.run([logits], epsilon: 1e-3) { tape, v in
+            tape.informationMaximisation(v[0], diversity: 0.8, prior: [0.55, 0.25, 0.15, 0.05])
+        }
+        let tape = Tape()
+        let z = tape.constant(Tensor(shape: [2, 2], data: [0, 1, 2, 0]))
+        #expect(abs(tape.informationMaximisation(z, diversity: 0.7, prior: [0.5, 0.5]).value[flat: 0]
+                    - tape.informationMaximisation(z, diversity: 0.7).value[flat: 0]) < 1e-6)
+        // Rows p = (1/4, 3/4) and (3/4, 1/4), mean (½, ½), π = (0.8, 0.2): L = h + λ KL(p̄‖π) − λ ln 2.
+        let l3 = Float(Foundation.log(3.0))
+        let l = tape.informationMaximisation(tape.constant(Tensor(shape: [2, 2], data: [0, l3, l3, 0])), diversity: 0.5, prior: [0.8, 0.2])
+        let h = -(0.25 * Foundation.log(0.25) + 0.75 * Foundation.log(0.75))
+        let kl = 0.5 * Foundation.log(0.5 / 0.8) + 0.5 * Foundation.log(0.5 / 0.2)
+        #expect(abs(Double(l.value[flat: 0]) - (h + 0.5 * kl - 0.5 * Foundation.log(2.0))) < 1e-6)
+    }
+
     @Test func informationMaximisationValueByHand() {
         // Rows p = (1/4, 3/4) and (3/4, 1/4): each row's entropy h = −(¼ ln ¼ + ¾ ln ¾), their mean (½, ½) has
         // entropy ln 2, so L = h − λ ln 2.

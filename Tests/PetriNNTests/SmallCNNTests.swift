@@ -36,6 +36,28 @@ import Testing
         }
     }
 
+    /// Weighted AdaBN: weights of one everywhere give the plain statistics; weight 2 on the first batch's images
+    /// and 0 on the second's give the statistics of the first batch alone.
+    @Test func weightedNormalisationCountsEachImageByItsWeight() throws {
+        var rng = SeededGenerator(seed: 4)
+        let config = SmallCNNConfig(name: "test", channels: [4, 6], kernelSize: 3, inputSize: 16)
+        let a = Tensor(shape: [3, 16, 16, 3], data: (0..<(3 * 16 * 16 * 3)).map { _ in rng.normal() + 2 })
+        let b = Tensor(shape: [2, 16, 16, 3], data: (0..<(2 * 16 * 16 * 3)).map { _ in 3 * rng.normal() - 1 })
+        func stats(_ m: SmallCNN) -> [Float] { m.norms.flatMap { $0.runningMean.value.scalars + $0.runningVariance.value.scalars } }
+        func fresh() -> SmallCNN { var r = SeededGenerator(seed: 9); return SmallCNN(config, classes: 2, rng: &r) }
+        let plain = fresh(), ones = fresh(), onlyA = fresh(), aAlone = fresh()
+        try plain.adaptNormalisation(to: [a, b])
+        try ones.adaptNormalisation(to: [a, b], weights: [[1, 1, 1], [1, 1]])
+        try onlyA.adaptNormalisation(to: [a, b], weights: [[2, 2, 2], [0, 0]])
+        try aAlone.adaptNormalisation(to: [a])
+        #expect(zip(stats(plain), stats(ones)).allSatisfy { abs($0 - $1) < 1e-5 })
+        // The first layer's mean is the same; the unbiased variance's denominator counts weights, so it differs
+        // a little, and so do the layers computed after it.
+        #expect(zip(onlyA.norms[0].runningMean.value.scalars, aAlone.norms[0].runningMean.value.scalars).allSatisfy { abs($0 - $1) < 1e-4 })
+        #expect(zip(stats(onlyA), stats(aAlone)).allSatisfy { abs($0 - $1) < 1e-2 * max(1, abs($1)) })
+        #expect(zip(stats(plain), stats(onlyA)).contains { abs($0 - $1) > 1e-2 })
+    }
+
     /// Horizontal vs vertical stripes at random phases: trivially learnable, so a from-scratch net that
     /// trains at all (forward, batch-stat BN, pooling, backward, AdamW) must fit them.
     @Test func learnsStripeOrientationFromScratch() throws {

@@ -20,23 +20,35 @@ extension MLPHead {
         /// `pseudoLabelEvery` steps. 0: information maximisation alone.
         public var pseudoLabelWeight: Float = 0.3
         public var pseudoLabelEvery = 15
+        /// The class mix the diversity term and the centroids assume: even (SHOT's), or estimated from the head's
+        /// own predictions on the new images (`ClassPrior`), for a skewed stream such as a clinic's.
+        public var classMix = ClassMix.even
         public init() {}
+
+        public enum ClassMix: String, Sendable, CaseIterable {
+            case even, estimated
+        }
 
         public func adapt(_ head: Fitted, to features: Tensor) -> Fitted {
             let x = MLPHead.standardized(features)
+            var prior: [Double]?
+            if classMix == .estimated {
+                let p = head.probabilities(features), k = p.shape[1]
+                prior = ClassPrior.estimate((0..<p.shape[0]).map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }).prior
+            }
             let w1 = Parameter(head.w1), b1 = Parameter(head.b1)
             let optimizer = AdamW([ParameterGroup([w1, b1])], learningRate: learningRate)
             var pseudo: [Int] = []
             for step in 0..<steps {
                 optimizer.zeroGradients()
                 if pseudoLabelWeight > 0, step % pseudoLabelEvery == 0 {
-                    pseudo = Self.centroidLabels(Fitted(w1: w1.value, b1: b1.value, w2: head.w2, b2: head.b2), x)
+                    pseudo = Self.centroidLabels(Fitted(w1: w1.value, b1: b1.value, w2: head.w2, b2: head.b2), x, prior: prior)
                 }
                 do {
                     let tape = Tape(training: false)
                     let h = try! tape.activation(tape.linear(tape.constant(x), weight: tape.parameter(w1), bias: tape.parameter(b1)), .relu)
                     let logits = tape.linear(h, weight: tape.constant(head.w2), bias: tape.constant(head.b2))
-                    tape.backward(from: tape.informationMaximisation(logits, diversity: diversity))
+                    tape.backward(from: tape.informationMaximisation(logits, diversity: diversity, prior: prior))
                 }
                 if pseudoLabelWeight > 0 {
                     let tape = Tape(training: false)
@@ -51,13 +63,20 @@ extension MLPHead {
 
         /// Each row's nearest class centroid by cosine in the hidden layer: centroids first weighted by the
         /// head's probabilities, then recomputed once from those nearest-centroid labels (SHOT).
-        static func centroidLabels(_ head: Fitted, _ standardized: Tensor) -> [Int] {
+        static func centroidLabels(_ head: Fitted, _ standardized: Tensor, prior: [Double]? = nil) -> [Int] {
             let tape = Tape(training: false)
             let hv = try! tape.activation(tape.linear(tape.constant(standardized), weight: tape.constant(head.w1), bias: tape.constant(head.b1)), .relu)
             let h = l2NormalizedRows(hv.value)
             var logits = tape.linear(hv, weight: tape.constant(head.w2), bias: tape.constant(head.b2)).value
             let (n, k, d) = (h.shape[0], head.w2.shape[0], h.shape[1])
             logits.withUnsafeMutableBufferPointer { softmaxRows($0.baseAddress!, rows: n, columns: k) }
+            if let prior {   // the centroids' weights: the predictions moved to the estimated mix
+                let even = [Double](repeating: 1 / Double(k), count: k)
+                for i in 0..<n {
+                    let q = ClassPrior.adjust((0..<k).map { Double(logits[flat: i * k + $0]) }, prior: prior, trainingPrior: even)
+                    for c in 0..<k { logits[flat: i * k + c] = Float(q[c]) }
+                }
+            }
             func nearest(_ weight: (Int, Int) -> Float) -> [Int] {
                 var centroids = [Float](repeating: 0, count: k * d)
                 for i in 0..<n {

@@ -357,15 +357,21 @@ public struct FittedNetwork: FittedClassifier {
 
     /// Adapts the network's batch-norm statistics to `items` (AdaBN, `SmallCNN.adaptNormalisation`), seen as
     /// they are predicted (crop and dihedral views). Modifies the shared model in place.
-    public func adaptNormalisation(to items: [Int], context: MethodContext) throws {
-        var batches: [Tensor] = []
+    /// `weights`: one per item, its share of the statistics.
+    public func adaptNormalisation(to items: [Int], context: MethodContext, weights: [Float]? = nil) throws {
+        var batches: [Tensor] = [], batchWeights: [[Float]] = []
         let k = model.classifier.weight.value.shape[0]
+        var chunk = 0, view = 0
         _ = try predictWithViews(test: items, context: context, dataConfig: model.config.dataConfig,
                                  preprocessing: Self.preprocessing(crop: crop), views: views, classes: k) { batch in
+            // Batches come chunk by chunk (32 items), each chunk once per view.
             batches.append(batch)
+            if let weights { batchWeights.append(Array(weights[chunk..<(chunk + batch.shape[0])])) }
+            view += 1
+            if view == views { view = 0; chunk += batch.shape[0] }
             return Tensor(zeros: [batch.shape[0], k])
         }
-        try model.adaptNormalisation(to: batches)
+        try model.adaptNormalisation(to: batches, weights: weights == nil ? nil : batchWeights)
     }
 
     public func probabilities(_ items: [Int], context: MethodContext) throws -> Tensor {

@@ -168,7 +168,10 @@ public struct SavedModel: Codable, Sendable {
     /// recipe: how the training images look, for finding another lab's magnification (`scaleDistances`).
     public var scaleReference: FeatureStatistics?
 
-    /// The features `scaleReference` holds.
+    /// What the training images look like, for telling unfamiliar images apart (absent in older files).
+    public var familiarity: Familiarity?
+
+    /// The features `scaleReference` and `familiarity` hold.
     public static let scaleReferenceSpec = FeatureSpec(backbones: ["efficientnet-lite0"], levels: [.head], views: 1)
     /// The identities of the trained backbones among `backbones` and the partner heads' (for `trainedBackbones`).
     public static func trainedBackboneIdentities(_ names: [String]) -> [String: String]? {
@@ -250,9 +253,12 @@ public struct SavedModel: Codable, Sendable {
     ///
     /// The images get exactly the preprocessing the model was trained with, whatever `dataset` carries,
     /// after `adaptation`: steps that bring images of another lab closer to the training images (a central
-    /// crop for another magnification, see `TargetAdaptation`).
+    /// crop for another magnification). `headAdaptation` adapts the MLP heads and `adaptNetworkNormalisation`
+    /// the networks' batch norms to these images (no labels); `classMix` says whether AdaBN assumes an even
+    /// class mix or weighs the images by an estimate of theirs.
     public func probabilities(_ dataset: Dataset, adaptation: TransformPipeline = TransformPipeline(),
                               headAdaptation: MLPHead.Adaptation? = nil, adaptNetworkNormalisation: Bool = false,
+                              classMix: MLPHead.Adaptation.ClassMix = .even,
                               file: String = "model",
                               progress: ((String, Int, Int) -> Void)? = nil) throws -> Tensor {
         var dataset = dataset
@@ -268,11 +274,23 @@ public struct SavedModel: Codable, Sendable {
             var context = MethodContext(dataset: dataset, bank: bank, seed: 0)
             context.progress = progress
             var sum = Tensor(zeros: [dataset.items.count, classNames.count])
+            let all = Array(dataset.items.indices)
             for (i, n) in networks.enumerated() {
                 progress?("networks", i, networks.count)
-                let network = try n.restored(file: file)
-                if adaptNetworkNormalisation { try network.adaptNormalisation(to: Array(dataset.items.indices), context: context) }
-                sum.add(try network.probabilities(Array(dataset.items.indices), context: context))
+                var network = try n.restored(file: file)
+                if adaptNetworkNormalisation {
+                    try network.adaptNormalisation(to: all, context: context)
+                    if classMix == .estimated {
+                        // Batch statistics follow the class mix; the network was trained on even batches. So once
+                        // more, each image weighted to count its (estimated, adapted) class evenly.
+                        let p = try network.probabilities(all, context: context), k = p.shape[1]
+                        let (prior, q) = ClassPrior.estimate((0..<all.count).map { r in (0..<k).map { Double(p[flat: r * k + $0]) } })
+                        let weights = q.map { row in Float((0..<k).map { row[$0] / (Double(k) * max(prior[$0], 1e-6)) }.reduce(0, +)) }
+                        network = try n.restored(file: file)
+                        try network.adaptNormalisation(to: all, context: context, weights: weights)
+                    }
+                }
+                sum.add(try network.probabilities(all, context: context))
             }
             progress?("networks", networks.count, networks.count)
             members.append(sum.scaled(by: 1 / Float(networks.count)))

@@ -68,6 +68,22 @@ extension SavedModel {
                 if let v, !(v >= 0 && v <= 1) { throw SavedModelProblem("triage.\(name): \(v) (in [0, 1])") }
             }
         }
+        if let f = familiarity {
+            let width = EfficientNetLite.featureWidth
+            guard f.features == width, f.mean.count == width, f.dims >= 1, f.dims <= 256, f.components.count == f.dims * width,
+                  f.count >= 2, f.count <= 100_000, f.points.count == f.count * f.dims, f.residuals.count == f.count,
+                  f.neighbours >= 1, f.neighbours < f.count else {
+                throw SavedModelProblem("familiarity: sizes that do not fit together (\(f.dims) components of \(f.features) features, \(f.count) images)")
+            }
+            guard f.threshold.isFinite, f.threshold > 0, f.quantile > 0, f.quantile <= 1, f.margin.isFinite, f.margin > 0 else {
+                throw SavedModelProblem("familiarity.threshold: \(f.threshold) (must be a positive number)")
+            }
+            try Self.finite(f.mean + f.components + f.points + f.residuals, "familiarity")
+            if let im = f.images {
+                guard im.mean.count == ImageStatistics.names.count, im.std.count == im.mean.count,
+                      (im.mean + im.std).allSatisfy(\.isFinite) else { throw SavedModelProblem("familiarity.images: \(im.mean.count) statistics") }
+            }
+        }
         if let r = scaleReference {
             let width = EfficientNetLite.featureWidth
             guard r.mean.count == width, r.std.count == width else {

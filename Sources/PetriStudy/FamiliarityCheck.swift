@@ -1,0 +1,27 @@
+import Foundation
+import PetriData
+import PetriLearn
+
+/// Which new images are unlike every training image (`SavedModel.Familiarity`): those are never marked `accept`,
+/// whatever their confidence. When most of a folder is unfamiliar, one warning says what differs and what to try.
+enum FamiliarityCheck {
+    /// One flag per image (nil: the model file has no reference).
+    static func flags(_ model: SavedModel, _ dataset: Dataset, adaptation: TransformPipeline, file: String,
+                      reporter: StudyReporter) throws -> [Bool]? {
+        guard let reference = model.familiarity,
+              let distances = try model.familiarityDistances(dataset, adaptation: adaptation, file: file, progress: reporter.progressCallback)
+        else { return nil }
+        let familiar = distances.map(reference.isFamiliar)
+        let unfamiliar = familiar.filter { !$0 }.count
+        if unfamiliar * 2 > familiar.count {
+            var sample = dataset
+            sample.items = Array(dataset.items.prefix(64))
+            let differences = reference.images?.differences(model.imageStatistics(sample, adaptation: adaptation)) ?? []
+            let what = differences.isEmpty ? "" : " (\(differences.joined(separator: ", ")) than the training images)"
+            reporter.warning("\(unfamiliar) of \(familiar.count) images are unlike every training image\(what): they are marked 'review' and the model's confidence means little on them. "
+                             + (adaptation.isEmpty ? "Try --adapt auto (another magnification), " : "Try ")
+                             + "--adapt-heads / --adapt-norm, or label a sample and measure it with `petri evaluate`.")
+        }
+        return familiar
+    }
+}
