@@ -47,6 +47,9 @@ struct CurveCommand: ParsableCommand {
     @Flag(help: "No progress output.")
     var quiet = false
 
+    @Option(help: "Run only part K of N of the evaluations (K/N, e.g. 2/8 for the second of eight Slurm array tasks); merge the parts' JSON lines with `petri runs merge`.")
+    var shard: String?
+
     @OptionGroup var store: StoreOptions
 
     func run() throws {
@@ -57,6 +60,7 @@ struct CurveCommand: ParsableCommand {
         curve.jsonLines = json
         curve.store = store.settings
         curve.command = Arguments.commandLine
+        curve.shard = try shard.map { text in try studyCall { try Shard(text) } }
         let reporter = TerminalReporter(quiet: quiet)
         let results = try studyCall {
             try curve.run(reporter: reporter) { r in reporter.note(ResultSummary.line(r)) }
@@ -69,5 +73,6 @@ struct CurveCommand: ParsableCommand {
         _ = try Arguments.sizes(sizes)
         _ = try Arguments.seeds(seeds)
         _ = try Arguments.methods(method, backbone: backbone)
+        if let shard { _ = try studyCall { try Shard(shard) } }
     }
 }

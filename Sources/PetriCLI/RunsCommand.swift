@@ -8,6 +8,39 @@ struct RunsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "runs",
         abstract: "List, show and compare the runs recorded in the run store.",
+        subcommands: [RunsListCommand.self, RunsMergeCommand.self], defaultSubcommand: RunsListCommand.self)
+}
+
+/// `petri runs merge OUT IN...`: the JSON lines of several runs or shards as one file.
+struct RunsMergeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "merge",
+        abstract: "Merge the JSON-lines results of several runs or shards into one file (each result once).",
+        discussion: """
+            A result found in several files with the same figures is kept once; with different figures the merge \
+            stops, naming both files. Records written by `petri study --records` keep their test predictions, so \
+            `petri study DATA --from OUT` makes the report from the merged file.
+
+            Example:
+              petri runs merge curve.jsonl shard-*.jsonl
+            """)
+
+    @Argument(help: "The merged file to write.")
+    var output: String
+
+    @Argument(help: "The JSON-lines files to merge.")
+    var inputs: [String]
+
+    func run() throws {
+        let (results, duplicates) = try studyCall { try RecordMerge.merge(inputs, into: output) }
+        print("wrote \(output): \(results) results from \(inputs.count) files (\(duplicates) duplicates left out)")
+    }
+}
+
+struct RunsListCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "List, show and compare the runs recorded in the run store.",
         discussion: """
             Every `petri curve` and `petri study` run is recorded (settings, data hash, versions, per-seed \
             metrics, test predictions, timings) in a SQLite file: $PETRI_RUNS, else \

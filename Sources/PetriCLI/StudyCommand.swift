@@ -64,6 +64,15 @@ struct StudyCommand: ParsableCommand {
     @Option(help: "kfold: fraction of each class held out.")
     var holdout = 0.1
 
+    @Option(help: "Run only part K of N of the evaluations (K/N) and write their records to --records; no report. Make the report from all parts with --from.")
+    var shard: String?
+
+    @Option(help: "Also write every record, with its test predictions, as JSON lines to this file.")
+    var records: String?
+
+    @Option(help: "Make the report from these record files (comma-separated; e.g. the shards' --records) instead of evaluating.")
+    var from: String?
+
     func study() throws -> Study {
         guard let comparison = Comparison(rawValue: compare) else {
             throw ValidationError("--compare must be \(Comparison.allCases.map(\.rawValue).joined(separator: ", ")), not '\(compare)'")
@@ -84,6 +93,12 @@ struct StudyCommand: ParsableCommand {
         study.store = store.settings
         study.command = Arguments.commandLine
         study.checkEveryTrainedBackbone = methods == nil && comparison == .backbones
+        study.shard = try shard.map { text in try studyCall { try Shard(text) } }
+        study.records = records
+        study.from = from.map { $0.split(separator: ",").map(String.init) } ?? []
+        if study.shard != nil, records == nil { throw ValidationError("--shard needs --records FILE for its results") }
+        if !study.from.isEmpty, study.shard != nil { throw ValidationError("--from makes the report of finished shards; it takes no --shard") }
+        if !study.from.isEmpty { study.store.enabled = false }
         return study
     }
 
@@ -93,6 +108,9 @@ struct StudyCommand: ParsableCommand {
         let study = try self.study()
         let outcome = try studyCall { try study.run(reporter: TerminalReporter(quiet: quiet), render: StudyReport.html) }
         ResultSummary.lines(outcome.records).forEach { print($0) }
+        if let shard = study.shard {
+            return print("shard \(shard): \(outcome.records.count) results in \(records!); the report: petri study \(dataset.data) --from FILES")
+        }
         print("report: \(URL(fileURLWithPath: out).path)")
         print("run record: \(outcome.recordURL(besides: URL(fileURLWithPath: out)).path)")
         if let best = outcome.headline {

@@ -98,6 +98,10 @@ public struct AdaptationSettings: Sendable {
         }
     }
 
+    /// Whether the model itself is changed (its heads or batch norms), so that the calibration fitted on the
+    /// training images no longer describes it: its predictions are then never marked `accept`.
+    public var changesTheModel: Bool { heads || norm }
+
     /// The model's probabilities for `dataset`, adapted as asked.
     public func probabilities(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, file: String, reporter: StudyReporter) throws -> (Tensor, TransformPipeline) {
         let steps = try imageSteps(model, dataset, file: file, reporter: reporter)

@@ -17,6 +17,8 @@ public struct CurveRun {
     public var store = StoreSettings()
     /// The command line, as the run store records it.
     public var command = "petri curve"
+    /// Only this part of the evaluations (nil: all).
+    public var shard: Shard?
 
     public init(dataset: DatasetPolicy, sizes: [Int?], seeds: [UInt64], methods: [MethodSpec]) {
         self.dataset = dataset
@@ -34,7 +36,9 @@ public struct CurveRun {
         StudyChecks.pretrainingOverlap(ds, backbones: StudyChecks.backbones(entries), reporter: reporter)
         let bank = FeatureBank(dataset: ds)
         bank.progress = reporter.progressCallback
-        let config = RunConfig(kind: "curve", dataset: dataset, sizes: sizes, seeds: seeds, methods: entries, backbone: backbone)
+        var config = RunConfig(kind: "curve", dataset: dataset, sizes: sizes, seeds: seeds, methods: entries, backbone: backbone)
+        if let shard { config.protocolSettings["shard"] = shard.description }
+        let mine = shard?.keys(methods: entries.map(\.id), sizes: sizes, seeds: seeds)
         let recorder = try RunRecorder(store, config: config, dataHash: datasetHash(ds), command: command, reporter: reporter)
         reporter.recording(recorder)
         let out = jsonLines.map(JSONLinesFile.init)
@@ -50,7 +54,7 @@ public struct CurveRun {
             }
         }
         let skip = { (key: RunKey) in
-            recorder.isDone(key) || (inFile.contains(key) && !(store.resume && recorder.runID != nil))
+            !(mine?.contains(key) ?? true) || recorder.isDone(key) || (inFile.contains(key) && !(store.resume && recorder.runID != nil))
         }
         var results = recorder.earlier
         do {

@@ -29,6 +29,9 @@ public struct Evaluation {
         guard !ds.items.isEmpty else { throw StudyError.failed("no image of \(data.root.path) belongs to a class the model knows") }
         let (p, steps) = try adaptation.probabilities(saved, ds, labelled: true, file: model, reporter: reporter)
         let familiar = try FamiliarityCheck.flags(saved, ds, adaptation: steps, file: model, reporter: reporter)
+        if adaptation.changesTheModel, saved.triage != nil {
+            reporter.note("the model was adapted to these images (--adapt-heads / --adapt-norm): its calibration no longer applies, so every prediction is marked 'review'")
+        }
         let k = saved.classNames.count, n = ds.items.count
         var rows = (0..<n).map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }
         let labels = ds.items.map(\.label)
@@ -37,7 +40,7 @@ public struct Evaluation {
             for i in rows.indices {
                 let t = triage.apply(rows[i])
                 rows[i] = t.probabilities
-                marks.append((t.accepted && (familiar?[i] ?? true), t.set))
+                marks.append((t.accepted && (familiar?[i] ?? true) && !adaptation.changesTheModel, t.set))
             }
         }
         let predicted = rows.map { r in r.indices.max { r[$0] < r[$1] }! }

@@ -9,9 +9,9 @@ enum FamiliarityCheck {
     static func flags(_ model: SavedModel, _ dataset: Dataset, adaptation: TransformPipeline, file: String,
                       reporter: StudyReporter) throws -> [Bool]? {
         guard let reference = model.familiarity,
-              let distances = try model.familiarityDistances(dataset, adaptation: adaptation, file: file, progress: reporter.progressCallback)
+              let checked = try model.familiar(dataset, adaptation: adaptation, file: file, progress: reporter.progressCallback)
         else { return nil }
-        let familiar = distances.map(reference.isFamiliar)
+        let familiar = checked.map(\.familiar)
         let unfamiliar = familiar.filter { !$0 }.count
         if unfamiliar * 2 > familiar.count {
             var sample = dataset

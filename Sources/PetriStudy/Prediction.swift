@@ -22,6 +22,9 @@ public struct Prediction {
         let ds = try images(reporter: reporter)
         let (p, steps) = try adaptation.probabilities(saved, ds, labelled: false, file: model, reporter: reporter)
         let familiar = try FamiliarityCheck.flags(saved, ds, adaptation: steps, file: model, reporter: reporter)
+        if adaptation.changesTheModel, saved.triage != nil {
+            reporter.note("the model was adapted to these images (--adapt-heads / --adapt-norm): its calibration no longer applies, so every prediction is marked 'review'")
+        }
         let k = saved.classNames.count
         let triage = saved.triage
         var csv = "path,label,confidence," + (triage == nil ? "" : "triage,set,") + (familiar == nil ? "" : "familiar,")
@@ -30,7 +33,7 @@ public struct Prediction {
         for (i, item) in ds.items.enumerated() {
             var row = (0..<k).map { Double(p[flat: i * k + $0]) }
             var marks = ""
-            let known = familiar?[i] ?? true
+            let known = (familiar?[i] ?? true) && !adaptation.changesTheModel
             if let triage {
                 let t = triage.apply(row)
                 row = t.probabilities

@@ -73,6 +73,12 @@ public struct Study {
     public var command = "petri study"
     /// Warn about every trained backbone pretrained on a set of this name, not only those the methods read.
     public var checkEveryTrainedBackbone = false
+    /// Only this part of the evaluations, written to `records`; no report (`from` makes it from the parts).
+    public var shard: Shard?
+    /// A JSON-lines file the records are appended to, with their test predictions and the data hash.
+    public var records: String?
+    /// Make the report from these record files (the shards' `records`, or their merge) instead of evaluating.
+    public var from: [String] = []
 
     public init(dataset: DatasetPolicy, methods: [MethodSpec]) {
         self.dataset = dataset
@@ -91,14 +97,35 @@ public struct Study {
         let hash = datasetHash(ds)
         var config = RunConfig(kind: "study", dataset: dataset, sizes: sizes, seeds: seeds, methods: entries, backbone: backbone)
         config.protocolSettings = evaluation.settings
-        let recorder = try RunRecorder(store, config: config, dataHash: hash, command: command, reporter: reporter)
-        reporter.recording(recorder)
-        var records = recorder.earlier
-        do {
-            try evaluate(entries, ds, bank, recorder) { records.append($0) }
-        } catch {
-            recorder.fail()
-            throw error
+        if let shard {
+            guard evaluation == .fewShot else { throw StudyError.invalidSetting("--shard", "works with the few-shot protocol") }
+            config.protocolSettings["shard"] = shard.description
+        }
+        var records: [CurveRecord]
+        var recorder: RunRecorder?
+        if from.isEmpty {
+            let r = try RunRecorder(store, config: config, dataHash: hash, command: command, reporter: reporter)
+            reporter.recording(r)
+            recorder = r
+            records = r.earlier
+            let out = self.records.map(JSONLinesFile.init)
+            let mine = shard?.keys(methods: entries.map(\.id), sizes: sizes, seeds: seeds)
+            do {
+                try evaluate(entries, ds, bank, r, skip: { !(mine?.contains($0) ?? true) || r.isDone($0) }) { rec in
+                    records.append(rec)
+                    try out?.append(rec.jsonWithPredictions.merging(["data_hash": hash]) { a, _ in a })
+                }
+            } catch {
+                r.fail()
+                throw error
+            }
+            if shard != nil {
+                r.finish(seconds: Date().timeIntervalSince(start), output: self.records)
+                return StudyOutcome(dataset: ds, records: records, command: command, seeds: seeds, dataHash: hash,
+                                    versions: versions(config), seconds: Date().timeIntervalSince(start))
+            }
+        } else {
+            records = try Self.read(from, dataHash: hash)
         }
         var outcome = StudyOutcome(dataset: ds, records: records, command: command, seeds: seeds, dataHash: hash,
                                    versions: versions(config), seconds: Date().timeIntervalSince(start))
@@ -109,19 +136,40 @@ public struct Study {
         let url = URL(fileURLWithPath: report)
         try Data(try render(outcome).utf8).write(to: url, options: .atomic)
         try outcome.writeRecord(to: outcome.recordURL(besides: url))
-        recorder.finish(seconds: outcome.seconds, output: url.path)
+        recorder?.finish(seconds: outcome.seconds, output: url.path)
         return outcome
     }
 
+    /// Records of earlier runs (JSON lines with predictions), every one of the same data as this study's.
+    static func read(_ files: [String], dataHash: String) throws -> [CurveRecord] {
+        var out: [CurveRecord] = [], seen = Set<String>()
+        for file in files {
+            guard let data = FileManager.default.contents(atPath: file) else { throw StudyError.failed("\(file): cannot read") }
+            for (n, line) in data.split(separator: 0x0A).enumerated() {
+                guard let o = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], let r = CurveRecord(json: o) else {
+                    throw StudyError.failed("\(file):\(n + 1): not a result record")
+                }
+                guard o["data_hash"] as? String == dataHash else {
+                    throw StudyError.failed("\(file):\(n + 1): a record of other data (its data hash is not this dataset's)")
+                }
+                guard r.probabilities.count == r.test.count, !r.test.isEmpty else {
+                    throw StudyError.failed("\(file):\(n + 1): a record without its test predictions (write records with `petri study --records`)")
+                }
+                if seen.insert(r.key.description + "|" + r.evaluation).inserted { out.append(r) }
+            }
+        }
+        return out
+    }
+
     func evaluate(_ entries: [MethodEntry], _ ds: Dataset, _ bank: FeatureBank, _ recorder: RunRecorder,
-                  finished: (CurveRecord) -> Void) throws {
+                  skip: @escaping (RunKey) -> Bool, finished: (CurveRecord) throws -> Void) throws {
         let record = { (r: CurveRecord) throws in
-            finished(r)
+            try finished(r)
             try recorder.record(r, dataset: ds)
         }
         switch evaluation {
         case .fewShot:
-            try LearningCurve(sizes: sizes, seeds: seeds).run(dataset: ds, bank: bank, methods: entries, skip: recorder.isDone, record: record)
+            try LearningCurve(sizes: sizes, seeds: seeds).run(dataset: ds, bank: bank, methods: entries, skip: skip, record: record)
         case let .kFold(folds, repeats, holdout):
             let cv = RepeatedCrossValidation(folds: folds, repeats: repeats, holdoutFraction: holdout, seed: seeds[0])
             try cv.run(dataset: ds, bank: bank, methods: entries, skip: { m in

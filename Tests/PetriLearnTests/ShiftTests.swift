@@ -62,5 +62,9 @@ import Testing
         let brighter = [ImageStatistics(values: [0.9, 0.1, 0.2, 0, 0.3, 16])]
         #expect(reference.differences(brighter) == ["sharpness higher", "brightness higher"])
         #expect(reference.differences(training).isEmpty)
+        // One image at a time: inside the training range (widened by a quarter), or which statistic is out.
+        #expect(training.allSatisfy { reference.outside($0) == nil })
+        #expect(reference.outside(ImageStatistics(values: [0.46, 0.1, 0.2, 0, 0.052, 16])) == nil)
+        #expect(reference.outside(brighter[0]) == "brightness higher")
     }
 }

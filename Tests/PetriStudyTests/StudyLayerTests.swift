@@ -43,6 +43,61 @@ import Testing
         #expect(throws: StudyError.self) { try curve.run(reporter: reporter) }
     }
 
+    /// Three shards of a curve, merged, are the unsharded curve (seconds aside); a study's shards give the
+    /// report the unsharded study would.
+    @Test func shardsMergedAreTheWholeRun() throws {
+        func curve(_ shard: Shard?, _ name: String) throws -> String {
+            var c = CurveRun(dataset: DatasetPolicy(source: Self.sample), sizes: [5, nil], seeds: [0, 1], methods: try MethodSpec.list("lp,proto,knn"))
+            c.jsonLines = try Self.temporary(name).path
+            c.store.enabled = false
+            c.shard = shard
+            try c.run(reporter: CollectingReporter())
+            return c.jsonLines!
+        }
+        let whole = try curve(nil, "whole.jsonl")
+        let parts = try (1...3).map { try curve(Shard(index: $0, count: 3), "part\($0).jsonl") }
+        let merged = try Self.temporary("merged.jsonl").path
+        let (results, duplicates) = try RecordMerge.merge(parts + [parts[0]], into: merged)
+        #expect(results == 12 && duplicates == 4)
+        func outcomes(_ path: String) throws -> Set<String> {
+            let data = try #require(FileManager.default.contents(atPath: path))
+            return Set(data.split(separator: 0x0A).map { line in
+                var o = (try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any]) ?? [:]
+                o["seconds"] = nil
+                return String(decoding: (try? JSONSerialization.data(withJSONObject: o, options: [.sortedKeys])) ?? Data(), as: UTF8.self)
+            })
+        }
+        #expect(try outcomes(merged) == outcomes(whole))
+        // Each part holds a third, and no evaluation twice.
+        let counts = try parts.map { try outcomes($0).count }
+        #expect(counts == [4, 4, 4])
+        #expect(throws: StudyError.self) { try Shard("4/3") }
+
+        // A study in two shards, then its report from their records.
+        var study = Study(dataset: DatasetPolicy(source: Self.sample), methods: try MethodSpec.list("lp,proto"))
+        study.sizes = [5]
+        study.seeds = [0, 1]
+        study.store.enabled = false
+        var files: [String] = []
+        for k in 1...2 {
+            var s = study
+            s.shard = try Shard(index: k, count: 2)
+            s.records = try Self.temporary("study\(k).jsonl").path
+            files.append(s.records!)
+            try s.run(reporter: CollectingReporter()) { _ in "" }
+        }
+        var report = study
+        report.from = files
+        report.report = try Self.temporary("from.html").path
+        let fromParts = try report.run(reporter: CollectingReporter()) { o in "\(o.records.count) records" }
+        var direct = study
+        direct.report = try Self.temporary("direct.html").path
+        let unsharded = try direct.run(reporter: CollectingReporter()) { o in "\(o.records.count) records" }
+        #expect(try String(contentsOfFile: report.report, encoding: .utf8) == "4 records")
+        #expect(Set(fromParts.records.map { "\($0.key) \(String(format: "%.12f", $0.balancedAccuracy)) \($0.probabilities.count)" })
+                == Set(unsharded.records.map { "\($0.key) \(String(format: "%.12f", $0.balancedAccuracy)) \($0.probabilities.count)" }))
+    }
+
     /// A study writes what its renderer makes and a run record with the config that identifies it.
     @Test func studyWritesTheReportAndTheRunRecord() throws {
         let report = try Self.temporary("report.html")

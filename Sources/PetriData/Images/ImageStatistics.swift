@@ -36,16 +36,50 @@ public struct ImageStatistics: Sendable, Codable, Equatable {
         values = [mean, sd, saturation / n, cast / n, laplacian / (222 * 222), log2(Double(max(1, image.width * image.height)))]
     }
 
-    /// Per-statistic mean and standard deviation of a set of images.
+    /// Per-statistic mean and standard deviation of a set of images, and the range an image of the same kind
+    /// falls in: the 0.5 % and 99.5 % quantiles, widened by a quarter of their distance on each side.
     public struct Reference: Sendable, Codable, Equatable {
         public var mean: [Double]
         public var std: [Double]
+        public var low: [Double]
+        public var high: [Double]
 
         public init(_ stats: [ImageStatistics]) {
             let k = ImageStatistics.names.count, n = Double(max(1, stats.count))
             let m = (0..<k).map { j in stats.reduce(0) { $0 + $1.values[j] } / n }
             mean = m
             std = (0..<k).map { j in (stats.reduce(0) { $0 + ($1.values[j] - m[j]) * ($1.values[j] - m[j]) } / n).squareRoot() }
+            var lo: [Double] = [], hi: [Double] = []
+            for j in 0..<k {
+                let sorted = stats.map { $0.values[j] }.sorted()
+                guard let first = sorted.first else { lo.append(-1e300); hi.append(1e300); continue }
+                let a = sorted[Int(0.005 * Double(sorted.count - 1))], b = sorted[Int((0.995 * Double(sorted.count - 1)).rounded(.up))]
+                let margin = max(0.25 * (b - a), 1e-6 * max(1, abs(first)))
+                lo.append(a - margin)
+                hi.append(b + margin)
+            }
+            low = lo
+            high = hi
+        }
+
+        enum CodingKeys: String, CodingKey { case mean, std, low, high }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            mean = try c.decode([Double].self, forKey: .mean)
+            std = try c.decode([Double].self, forKey: .std)
+            // Absent (a reference without ranges): every value is in range.
+            low = try c.decodeIfPresent([Double].self, forKey: .low) ?? mean.map { _ in -1e300 }
+            high = try c.decodeIfPresent([Double].self, forKey: .high) ?? mean.map { _ in 1e300 }
+        }
+
+        /// Whether an image's statistics all fall in the training images' range; if not, which is out.
+        public func outside(_ image: ImageStatistics) -> String? {
+            for (j, name) in ImageStatistics.names.enumerated() where j < low.count && j < image.values.count {
+                if image.values[j] < low[j] { return "\(name) lower" }
+                if image.values[j] > high[j] { return "\(name) higher" }
+            }
+            return nil
         }
 
         /// The statistics in which `images` (their median) lie more than `cutoff` training standard deviations from

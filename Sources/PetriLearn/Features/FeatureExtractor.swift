@@ -69,7 +69,8 @@ public final class FeatureExtractor {
     private func readCache(_ key: String, _ hash: String, level: FeatureLevel) -> [Float]? {
         guard let url = cacheURL(key, contentHash: hash, level: level), let data = try? Data(contentsOf: url),
               data.count == model.channels(at: level) * 4 else { return nil }
-        return data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        let values = data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        return values.allSatisfy(\.isFinite) ? values : nil   // a damaged entry is computed again
     }
 
     private func writeCache(_ key: String, _ hash: String, level: FeatureLevel, _ row: UnsafeBufferPointer<Float>) {

@@ -7,11 +7,15 @@ extension SavedModel {
     /// when new images are unlike all of them — another lab, stain, scanner or magnification — and no mark
     /// calibrated on the training images can be trusted.
     ///
-    /// The measure: distance from an image's single-view Lite0 features (L2-normalised; `scaleReferenceSpec`) to
-    /// its `neighbours`-th nearest training image, in the training features' top principal components plus what
-    /// lies outside them (the residuals, assumed orthogonal). An image is unfamiliar when that distance passes
-    /// `threshold`: the `quantile` of the training images' own distances to their nearest others (each left out
-    /// of its own neighbours), times `margin`.
+    /// Two measures, both of which an image must pass to be familiar:
+    /// - its features: the distance from its single-view Lite0 features (L2-normalised; `scaleReferenceSpec`) to
+    ///   its `neighbours`-th nearest training image, in the training features' top principal components plus
+    ///   what lies outside them (the residuals, assumed orthogonal), at most `threshold`: the `quantile` of the
+    ///   training images' own distances to their nearest others (each left out of its own neighbours), times
+    ///   `margin`;
+    /// - its look: brightness, contrast, saturation, colour cast, sharpness and size each within the training
+    ///   images' range (`ImageStatistics.Reference`). Features alone miss another lab's images once a crop has
+    ///   made their cells look the right size; their stain and scanner still show in colour and sharpness.
     public struct Familiarity: Codable, Sendable {
         public var mean: [Float]
         /// `dims` orthonormal rows of `features` values.
@@ -52,7 +56,7 @@ extension SavedModel {
             self.neighbours = max(1, min(neighbours, keep.count - 1))
             self.quantile = quantile
             self.margin = margin
-            self.images = images.map(ImageStatistics.Reference.init)
+            self.images = images.flatMap { $0.isEmpty ? nil : ImageStatistics.Reference($0) }
             threshold = 0
             // Each kept training image's distance to its nearest others, itself left out.
             let own = Self.kthDistances(proj, res, count: keep.count, dims: m, queries: proj, queryResiduals: res,
@@ -170,8 +174,32 @@ extension SavedModel {
 }
 
 extension SavedModel {
-    /// Each image's distance to the training images (`Familiarity`), seen as the model sees them: after
-    /// `adaptation` and the model's preprocessing. Nil when the model file has no reference (an older file).
+    /// Whether each image is like the training images (`Familiarity`), seen as the model sees them: after
+    /// `adaptation` and the model's preprocessing; with the reason when it is not. Nil when the model file has
+    /// no reference (an older file).
+    public func familiar(_ dataset: Dataset, adaptation: TransformPipeline = TransformPipeline(), file: String = "model",
+                         progress: ((String, Int, Int) -> Void)? = nil) throws -> [(familiar: Bool, reason: String?)]? {
+        guard let familiarity, let distances = try familiarityDistances(dataset, adaptation: adaptation, file: file, progress: progress) else {
+            return nil
+        }
+        let looks = familiarity.images.map { _ in statistics(dataset, adaptation: adaptation) }
+        return distances.indices.map { i in
+            if !familiarity.isFamiliar(distances[i]) { return (false, "features") }
+            if let ref = familiarity.images, let look = looks?[i] ?? nil, let why = ref.outside(look) { return (false, why) }
+            return (true, nil)
+        }
+    }
+
+    /// Each image's statistics as the model sees it (nil for one that cannot be read).
+    func statistics(_ dataset: Dataset, adaptation: TransformPipeline) -> [ImageStatistics?] {
+        var dataset = dataset
+        guard let base = try? TransformPipeline.parse(preprocessing) else { return dataset.items.map { _ in nil } }
+        dataset.preprocessing = TransformPipeline(adaptation.steps + base.steps)
+        let decoder = ImageDecoder()
+        return dataset.items.map { (try? dataset.preparedImage(of: $0, decoder: decoder)).map(ImageStatistics.init) }
+    }
+
+    /// Each image's feature distance to the training images (`Familiarity.distances`).
     public func familiarityDistances(_ dataset: Dataset, adaptation: TransformPipeline = TransformPipeline(), file: String = "model",
                                      progress: ((String, Int, Int) -> Void)? = nil) throws -> [Double]? {
         guard let familiarity else { return nil }

@@ -80,8 +80,9 @@ extension SavedModel {
             }
             try Self.finite(f.mean + f.components + f.points + f.residuals, "familiarity")
             if let im = f.images {
-                guard im.mean.count == ImageStatistics.names.count, im.std.count == im.mean.count,
-                      (im.mean + im.std).allSatisfy(\.isFinite) else { throw SavedModelProblem("familiarity.images: \(im.mean.count) statistics") }
+                guard im.mean.count == ImageStatistics.names.count, im.std.count == im.mean.count, im.low.count == im.mean.count,
+                      im.high.count == im.mean.count, (im.mean + im.std).allSatisfy(\.isFinite), zip(im.low, im.high).allSatisfy({ $0 <= $1 })
+                else { throw SavedModelProblem("familiarity.images: \(im.mean.count) statistics, or a range upside down") }
             }
         }
         if let r = scaleReference {

@@ -77,7 +77,17 @@ public struct CurveRecord: Sendable {
 }
 
 extension CurveRecord {
-    /// Reads back `json` (e.g. from the run store); `test` and `probabilities` come separately.
+    /// The JSON-lines object with the test predictions too (`test`: item indices into the dataset,
+    /// `probabilities`: one row per test item), for records a report is later made from.
+    public var jsonWithPredictions: [String: Any] {
+        var o = json
+        o["test"] = test
+        o["probabilities"] = probabilities
+        return o
+    }
+
+    /// Reads back `json` (e.g. from the run store); `test` and `probabilities` come separately, or from the
+    /// object itself when it holds them (`jsonWithPredictions`).
     public init?(json o: [String: Any], test: [Int] = [], probabilities: [[Double]] = []) {
         guard let method = o["method"] as? String, let seed = (o["seed"] as? NSNumber)?.uint64Value,
               let bal = (o["balanced_accuracy"] as? NSNumber)?.doubleValue else { return nil }
@@ -89,7 +99,9 @@ extension CurveRecord {
                   macroF1: (o["macro_f1"] as? NSNumber)?.doubleValue ?? 0, auc: (o["auc"] as? NSNumber)?.doubleValue,
                   perClassRecall: (o["per_class_recall"] as? [Any])?.map { ($0 as? NSNumber)?.doubleValue } ?? [],
                   confusion: o["confusion"] as? [[Int]] ?? [], seconds: (o["seconds"] as? NSNumber)?.doubleValue ?? 0,
-                  classNames: o["classes"] as? [String] ?? [], test: test, probabilities: probabilities)
+                  classNames: o["classes"] as? [String] ?? [],
+                  test: test.isEmpty ? (o["test"] as? [NSNumber])?.map(\.intValue) ?? [] : test,
+                  probabilities: probabilities.isEmpty ? (o["probabilities"] as? [[NSNumber]])?.map { $0.map(\.doubleValue) } ?? [] : probabilities)
         evaluation = o["evaluation"] as? String ?? "few-shot"
         scales = (o["scales"] as? [NSNumber])?.map(\.doubleValue)
     }
