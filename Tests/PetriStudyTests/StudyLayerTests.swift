@@ -130,7 +130,7 @@ import Testing
         let reread = try SavedModel.read(file)
         #expect(reread.spec == "lp" && reread.classNames == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"])
         let (csv, images) = try Prediction(model: file.path, inputs: [Self.sample + "/monocyte"]).run(reporter: CollectingReporter())
-        #expect(images == 16 && csv.split(separator: "\n").count == 17 && csv.hasPrefix("path,label,confidence,p_eosinophil"))
+        #expect(images == 16 && csv.split(separator: "\n").count == 17 && csv.hasPrefix("path,label,confidence,familiar,p_eosinophil"))
         let (lines, evaluated) = try Evaluation(model: file.path, dataset: DatasetPolicy(source: Self.sample)).run(reporter: CollectingReporter())
         #expect(lines.contains { $0.hasPrefix("balanced accuracy ") } && evaluated.split(separator: "\n").count == 85)
         #expect(throws: StudyError.self) { try Prediction(model: file.path, inputs: ["/no/such/folder"]).run(reporter: CollectingReporter()) }
