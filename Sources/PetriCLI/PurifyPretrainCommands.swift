@@ -3,6 +3,9 @@ import Foundation
 import PetriLearn
 import PetriNN
 import PetriStudy
+#if canImport(PetriMPI)
+import PetriMPI
+#endif
 
 struct PurifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -84,6 +87,11 @@ struct PretrainCommand: ParsableCommand {
             classifier is written to the weights folder as NAME.petri-backbone, and NAME then works wherever a \
             backbone does. Compare it with ImageNet on the same splits, on a set it was not trained on.
 
+            Under `mpirun -np R` (Petri built with Open MPI) the R processes train together: each computes its \
+            slice of every batch and the gradients are summed (MPI_Allreduce); rank 0 writes the backbone. The \
+            state is saved every 50 steps beside the backbone (NAME.petri-backbone.resume): the same command \
+            after a killed job resumes from it.
+
             Example:
               petri pretrain blood-smears/ malaria-cells/ --name cellnet-mine
               petri study my-cells/ --methods mlp:b=lite0:l=stage6+head:v=8,mlp:b=cellnet-mine:l=stage6+head:v=8
@@ -116,6 +124,9 @@ struct PretrainCommand: ParsableCommand {
     @Option(help: "Write the backbone here instead of the weights folder.")
     var out: String?
 
+    @Option(help: "Save the training state every this many steps (for resuming a killed job).")
+    var checkpointEvery = 50
+
     @Flag(help: "No progress output.")
     var quiet = false
 
@@ -133,15 +144,27 @@ struct PretrainCommand: ParsableCommand {
         p.training.epochs = epochs
         p.training.views = views
         p.training.seed = seed
+        guard checkpointEvery >= 1 else { throw ValidationError("--checkpoint-every must be at least 1") }
+        p.checkpointEvery = checkpointEvery
         try studyCall { try p.validate() }
+        #if canImport(PetriMPI)
+        p.reducer = MPIWorld.launched()
+        #else
+        // Started by mpirun without MPI built in: each process would train alone and all write one file.
+        if let ranks = ProcessInfo.processInfo.environment["OMPI_COMM_WORLD_SIZE"] ?? ProcessInfo.processInfo.environment["PMI_SIZE"],
+           (Int(ranks) ?? 1) > 1 {
+            throw ValidationError("started as one of \(ranks) MPI processes, but this petri was built without Open MPI: install libopenmpi-dev (Debian) and rebuild after `rm -rf ~/.cache/org.swift.swiftpm/manifests` (SwiftPM's cached reading of Package.swift)")
+        }
+        #endif
         return p
     }
 
-    func validate() throws { _ = try pretraining() }
-
     func run() throws {
         let start = Date()
-        let url = try studyCall { try pretraining().run(reporter: TerminalReporter(quiet: quiet)) }
+        let p = try pretraining()
+        let lead = (p.reducer?.rank ?? 0) == 0
+        let url = try studyCall { try p.run(reporter: TerminalReporter(quiet: quiet || !lead)) }
+        guard lead else { return }
         print("backbone: \(url.path)")
         print("use it as --backbone \(name) or in a method, e.g. mlp:b=\(name):l=stage6+head:v=8"
               + (out == nil ? "" : " (after moving it to a weights folder: \(ModelRegistry.weightSearchPath.map(\.path).joined(separator: " or ")))"))

@@ -26,6 +26,17 @@ public final class Tape {
 
     public init(training: Bool = true) { self.training = training }
 
+    /// When this tape computes rows `offset..<offset+n` of a batch of `total` rows (data-parallel training: each
+    /// process a slice of the same global batch), random masks are drawn as for the whole batch and this slice
+    /// kept, so that the slices' gradients add up to the whole batch's exactly as one process computes it.
+    public var rowWindow: (offset: Int, total: Int)?
+
+    /// Rows of the global batch before and after this tape's `n` rows.
+    func rowsAround(_ n: Int) -> (Int, Int) {
+        guard let w = rowWindow else { return (0, 0) }
+        return (w.offset, max(0, w.total - w.offset - n))
+    }
+
     /// A value no gradient flows into (data, cached activations).
     public func constant(_ t: Tensor) -> Var { record(t, needsGradient: false, backward: nil) }
 

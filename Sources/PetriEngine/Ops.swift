@@ -144,9 +144,13 @@ extension Tape {
         precondition(rate < 1)
         var mask = Tensor(uninitialized: x.shape)
         let keep = 1 / (1 - rate)
+        let n = x.shape[0], per = x.value.count / max(n, 1)
+        let (before, after) = rowsAround(n)
+        for _ in 0..<(before * per) { _ = Float.random(in: 0..<1, using: &rng) }
         mask.withUnsafeMutableBufferPointer { m in
             for i in 0..<m.count { m[i] = Float.random(in: 0..<1, using: &rng) < rate ? 0 : keep }
         }
+        for _ in 0..<(after * per) { _ = Float.random(in: 0..<1, using: &rng) }
         return record(x.value * mask, inputs: [x]) { [unowned self] dy in self.accumulate(x, dy * mask) }
     }
 
@@ -155,12 +159,15 @@ extension Tape {
         guard training, rate > 0 else { return x }
         let n = x.shape[0], per = x.value.count / n
         var mask = Tensor(uninitialized: x.shape)
+        let (before, after) = rowsAround(n)
+        for _ in 0..<before { _ = Float.random(in: 0..<1, using: &rng) }
         mask.withUnsafeMutableBufferPointer { m in
             for i in 0..<n {
                 let v: Float = Float.random(in: 0..<1, using: &rng) < rate ? 0 : 1 / (1 - rate)
                 for j in 0..<per { m[i * per + j] = v }
             }
         }
+        for _ in 0..<after { _ = Float.random(in: 0..<1, using: &rng) }
         return record(x.value * mask, inputs: [x]) { [unowned self] dy in self.accumulate(x, dy * mask) }
     }
 

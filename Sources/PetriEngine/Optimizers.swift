@@ -81,6 +81,23 @@ public final class AdamW: Optimizer {
         self.epsilon = epsilon
     }
 
+    /// The optimizer's state for a checkpoint: the step count and each parameter's moments (in the order of
+    /// `groups`; empty for a parameter not updated yet).
+    public var state: (steps: Int, moments: [(m: [Float], v: [Float])]) {
+        get {
+            (steps, groups.flatMap(\.parameters).map { p in
+                moments[ObjectIdentifier(p)].map { ($0.m.scalars, $0.v.scalars) } ?? ([], [])
+            })
+        }
+        set {
+            steps = newValue.steps
+            moments = [:]
+            for (p, mv) in zip(groups.flatMap(\.parameters), newValue.moments) where !mv.m.isEmpty {
+                moments[ObjectIdentifier(p)] = (Tensor(shape: p.value.shape, data: mv.m), Tensor(shape: p.value.shape, data: mv.v))
+            }
+        }
+    }
+
     public func step() {
         steps += 1
         let c1 = 1 - Float(Foundation.pow(Double(beta1), Double(steps)))

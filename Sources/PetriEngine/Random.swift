@@ -5,6 +5,10 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
 
     public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
 
+    /// The generator's whole state, to save with a training checkpoint and restore with `init(snapshot:)`.
+    public var snapshot: UInt64 { state }
+    public init(snapshot: UInt64) { state = snapshot }
+
     /// A generator for a named sub-stream (e.g. "split", "fold 3"), independent of the others.
     public init(seed: UInt64, stream: String) {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325

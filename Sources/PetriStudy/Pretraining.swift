@@ -13,6 +13,10 @@ public struct Pretraining {
     public var training = BackbonePretraining()
     /// Where to write the backbone (nil: the last weights folder, as NAME.petri-backbone).
     public var out: String?
+    /// The processes of a data-parallel run (MPI); rank 0 writes the backbone and reports.
+    public var reducer: GradientReducer?
+    /// Steps between saved training states.
+    public var checkpointEvery = 50
 
     public init(sets: [String]) { self.sets = sets }
 
@@ -30,6 +34,11 @@ public struct Pretraining {
     /// Trains and writes the backbone; returns where it went.
     public func run(reporter: StudyReporter) throws -> URL {
         try validate()
+        let lead = (reducer?.rank ?? 0) == 0
+        let reporter: StudyReporter = lead ? reporter : CollectingReporter()
+        if let reducer, reducer.size > training.batchSize {
+            throw StudyError.invalidSetting("ranks", "\(reducer.size) processes for batches of \(training.batchSize) images")
+        }
         var loaded: [Dataset] = []
         for path in sets {
             let ds = try Dataset.load(URL(fileURLWithPath: path))
@@ -55,8 +64,8 @@ public struct Pretraining {
             throw StudyError.failed("the trunk activations above \(after) of \(pooled.items.count) images × \(training.views) views need about \(gib(bytes)), more than this machine can spare (\(gib(physical)) in all): use a later --after (e.g. \(next)), fewer --views or a smaller --per-class")
         }
         if bytes > 0 { reporter.note("keeping about \(gib(bytes)) of trunk activations in memory") }
-        reporter.note("training on \(pooled.items.count) images, \(pooled.classNames.count) classes")
-        let model = try training.train(pooled, progress: reporter.progressCallback)
+        reporter.note("training on \(pooled.items.count) images, \(pooled.classNames.count) classes"
+                      + (reducer.map { ", \($0.size) processes" } ?? ""))
         let url: URL
         if let out {
             url = URL(fileURLWithPath: out)
@@ -65,9 +74,19 @@ public struct Pretraining {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
             url = dir.appendingPathComponent(name + "." + BackboneFile.fileExtension)
         }
-        try BackboneFile.write(model, base: training.base, trainedOn: sources,
-                               recipe: training.recipe(images: pooled.items.count, classes: pooled.classNames.count, version: PetriVersion.string),
-                               to: url)
+        // The state every `checkpointEvery` steps beside the backbone, for a killed job to resume (same settings, same images).
+        let settings = "\(sets) \(name) \(perClass) \(training.base) \(training.after.map(\.description) ?? "none") \(training.epochs) \(training.views) \(training.seed) \(training.batchSize) "
+            + pooled.items.map(\.relativePath).joined(separator: "|")
+        var checkpoint = TrainingCheckpoint(url: url.appendingPathExtension("resume"), every: checkpointEvery, key: SHA256.hex(settings))
+        checkpoint.writes = lead
+        let model = try training.train(pooled, reducer: reducer, checkpoint: training.after == nil ? nil : checkpoint,
+                                       progress: reporter.progressCallback)
+        if lead {
+            try BackboneFile.write(model, base: training.base, trainedOn: sources,
+                                   recipe: training.recipe(images: pooled.items.count, classes: pooled.classNames.count, version: PetriVersion.string),
+                                   to: url)
+            try? FileManager.default.removeItem(at: checkpoint.url)
+        }
         return url
     }
 }

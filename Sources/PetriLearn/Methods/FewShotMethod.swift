@@ -13,6 +13,8 @@ public struct MethodContext {
     public var seed: UInt64
     /// Progress of long methods (stage, done, total).
     public var progress: ((String, Int, Int) -> Void)?
+    /// The processes training one network together (data-parallel pretraining), when there are several.
+    public var reducer: GradientReducer?
 
     public init(dataset: Dataset, bank: FeatureBank, seed: UInt64) {
         self.dataset = dataset

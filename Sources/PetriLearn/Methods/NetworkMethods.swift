@@ -38,6 +38,8 @@ public struct FineTuneMethod: FewShotMethod {
     /// Partial fine-tuning: augmented views of each training image pushed once through the frozen trunk and
     /// kept in memory; training then runs only the layers above `trainAfter` on them.
     public var cachedViews = 8
+    /// Where training on cached activations saves its state every few steps, and resumes from.
+    public var checkpoint: TrainingCheckpoint?
 
     public init(backbone: String = "efficientnet-lite0", trainAfter: FeatureLevel? = nil, augmentation: String = "cells") {
         self.backbone = backbone
@@ -134,7 +136,13 @@ extension FineTuneMethod {
         let schedule = WarmupCosineSchedule(peak: recipe.learningRate, totalSteps: steps, warmupFraction: 0.1)
         let byClass = Dictionary(grouping: labels.indices, by: { labels[$0] })
         let classes = byClass.keys.sorted()
-        for step in 0..<steps {
+        let trainable = optimizer.groups.flatMap(\.parameters)
+        var first = 0
+        if let checkpoint, let adam = optimizer as? AdamW, let saved = try checkpoint.restore(parameters: trainable, optimizer: adam) {
+            (first, rng) = saved
+            context.progress?("resuming after step", first, steps)
+        }
+        for step in first..<steps {
             optimizer.learningRate = schedule(step)
             optimizer.zeroGradients()
             // Class-balanced: batch slot s takes a random cached view of class s mod C.
@@ -143,17 +151,24 @@ extension FineTuneMethod {
                 let pool = byClass[classes[(s + step) % classes.count]]!
                 rows.append(pool[Int.random(in: 0..<pool.count, using: &rng)])
             }
-            // Activations above the cache point are small: the whole batch at once.
-            for start in stride(from: 0, to: rows.count, by: rows.count) {
-                let part = Array(rows[start..<min(start + rows.count, rows.count)])
-                let tape = Tape(training: true)
+            // Activations above the cache point are small: the whole batch at once — or, data-parallel, this
+            // process's slice of it, with the gradients then summed over the processes.
+            let window = context.reducer?.slice(of: rows.count) ?? 0..<rows.count
+            let part = Array(rows[window])
+            let tape = Tape(training: true)
+            if context.reducer != nil { tape.rowWindow = (window.lowerBound, rows.count) }
+            if !part.isEmpty {
                 let logits = try model.logits(tape.constant(cache.rows(part)), on: tape, startingAfter: level,
                                               options: options, rng: &rng)
                 let loss = tape.softmaxCrossEntropy(logits, labels: part.map { labels[$0] }, labelSmoothing: recipe.labelSmoothing)
                 tape.backward(from: loss, seed: Tensor(shape: [], data: [Float(part.count) / Float(rows.count)]))
             }
+            context.reducer?.reduce(optimizer)
             optimizer.step()
             context.progress?("training", step + 1, steps)
+            if let checkpoint, let adam = optimizer as? AdamW, (step + 1) % checkpoint.every == 0, step + 1 < steps {
+                try checkpoint.save(step: step + 1, rng: rng, parameters: trainable, optimizer: adam)
+            }
         }
     }
 }

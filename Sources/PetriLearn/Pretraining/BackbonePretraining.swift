@@ -12,6 +12,8 @@ public struct BackbonePretraining: Sendable {
     public var epochs = 8
     public var views = 4
     public var seed: UInt64 = 0
+    /// Images per (global) batch.
+    public var batchSize = 16
 
     public init() {}
 
@@ -19,6 +21,7 @@ public struct BackbonePretraining: Sendable {
         var m = FineTuneMethod(backbone: base, trainAfter: after)
         m.epochs = epochs
         m.cachedViews = views
+        m.batchSize = batchSize
         return m
     }
 
@@ -36,10 +39,16 @@ public struct BackbonePretraining: Sendable {
         return Double(perView) * 4 * Double(views) * Double(images)
     }
 
-    /// The trained network (its classifier is the pretraining task's, unused as a backbone).
-    public func train(_ pooled: Dataset, progress: ((String, Int, Int) -> Void)?) throws -> EfficientNetLite {
+    /// The trained network (its classifier is the pretraining task's, unused as a backbone). With `reducer`,
+    /// this process trains on its slice of every batch with the others (data-parallel); with `checkpoint`, the
+    /// state is saved every few steps and a run killed before the end resumes from it.
+    public func train(_ pooled: Dataset, reducer: GradientReducer? = nil, checkpoint: TrainingCheckpoint? = nil,
+                      progress: ((String, Int, Int) -> Void)?) throws -> EfficientNetLite {
         var context = MethodContext(dataset: pooled, bank: FeatureBank(dataset: pooled), seed: seed)
         context.progress = progress
-        return try method.trainedModel(train: Array(pooled.items.indices), context: context).model
+        context.reducer = reducer
+        var m = method
+        m.checkpoint = checkpoint
+        return try m.trainedModel(train: Array(pooled.items.indices), context: context).model
     }
 }
