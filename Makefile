@@ -3,7 +3,7 @@ SWIFT ?= swift
 SAMPLE ?= Samples/bccd-wbc-mini
 export OMP_NUM_THREADS ?= $(shell nproc)
 
-.PHONY: setup build demo test bench fuzz crosslab clean
+.PHONY: setup build demo test bench fuzz crosslab generalise clean
 
 setup:
 	@scripts/setup.sh
@@ -31,6 +31,10 @@ fuzz: setup
 
 crosslab: build
 	scripts/crosslab.sh
+
+# `auto` on every labelled set in $$PETRI_DATASETS, its rules replayed leave-one-dataset-out (docs/results.md).
+generalise: build
+	scripts/generalise.sh
 
 clean:
 	rm -rf .build

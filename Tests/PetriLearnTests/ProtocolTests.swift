@@ -190,6 +190,39 @@ struct ExpensiveStub: FewShotMethod {
         #expect(p.maxAbsDifference((cheap + net).scaled(by: 0.5)) < 1e-6)
     }
 
+    /// The diagnostics for replaying the rules (`recordTestScores`) record every candidate's inner folds and test
+    /// score, also below `blendBelow`, and the probe's test score at each crop, without changing the choice or
+    /// the predictions.
+    @Test func diagnosticsRecordTheEvidenceAndChangeNothing() throws {
+        let ds = Self.syntheticDataset()
+        let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 4)
+        let log = FitLog()
+        var auto = AutoMethod(crops: [1, 0.5], scaleProbe: { c in StubMethod(name: "probe\(c)", skill: c < 1 ? 0.9 : 0.5) },
+                              candidates: { c in [StubMethod(name: "cheap\(c[0])", skill: 0.9), ExpensiveStub(name: "net\(c[0])", skill: 0.6, log: log)] })
+        for train in [Array(0..<24), Array(0..<45)] {   // 8 and 15 per class
+            let test = Array(45..<60)
+            let (plain, p) = try auto.run(train: train, test: test, context: context)
+            auto.recordTestScores = true
+            let (studied, q) = try auto.run(train: train, test: test, context: context)
+            auto.recordTestScores = false
+            #expect(studied.chosen.name == plain.chosen.name)
+            #expect(p.maxAbsDifference(q) < 1e-6)
+            let s = studied.scores, blend = "blend[cheap0.5 + net0.5]"
+            for name in ["cheap0.5", "net0.5", blend] {
+                #expect(s["test: " + name] != nil, "test: \(name)")
+                #expect(s["fold0: " + name] != nil && s["fold1: " + name] != nil, "fold0: \(name)")
+                let folds = (0..<3).compactMap { s["fold\($0): " + name] }
+                #expect(abs(folds.reduce(0, +) / Double(folds.count) - s[name]!) < 1e-9)
+            }
+            #expect(s["test: probe0.5"]! > s["test: probe1.0"]!)
+            if train.count == 24 {
+                let labels = test.map { context.labels[$0] }
+                let truth = Metrics.balancedAccuracy(labels: labels, predictions: argmaxRows(q), classes: 3)
+                #expect(abs(s["test: " + blend]! - truth) < 1e-9)
+            }
+        }
+    }
+
     @Test func repeatedCrossValidationCoversThePoolAndKeepsTheHoldoutApart() throws {
         let ds = Self.syntheticDataset()
         let bank = FeatureBank(dataset: ds)

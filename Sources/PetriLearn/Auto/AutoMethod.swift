@@ -69,7 +69,7 @@ public struct AutoMethod: FewShotMethod {
         var pool = candidates
         var scales = [crops.first ?? 1]
         if crops.count > 1, let candidatesForCrop {
-            scales = try chooseScales(train: train, context: context, scores: &scores)
+            scales = try chooseScales(train: train, test: test, context: context, scores: &scores)
             if probeOnly, let scaleProbe {
                 var outcome = Outcome(chosen: scaleProbe(scales[0]), scores: scores)
                 outcome.scales = scales
@@ -99,12 +99,23 @@ public struct AutoMethod: FewShotMethod {
                               context: MethodContext) throws -> Outcome {
         var outcome = Outcome(chosen: Self.blend(pool[0], pool[1]), scores: scores)
         guard recordTestScores, !test.isEmpty else { return outcome }
+        // For replaying the rules: what inner CV would have said here (recorded only, the choice stays the blend).
+        if let folds = innerFolds(train: train, context: context, repeat: 0) {
+            let results = try scoreCandidates(Array(pool.prefix(2)), folds: folds, train: train, test: [], keepModels: false, context: context)
+            for (c, r) in zip(pool.prefix(2), results) { recordInner(c.name, r.perFold, into: &outcome.scores) }
+            let member = Self.blend(pool[0], pool[1])
+            recordInner(member.name, blendFolds(member, results[0], results[1], folds: folds, train: train, context: context), into: &outcome.scores)
+        }
         for c in pool.prefix(2) {
             let p = try c.predict(train: train, test: test, context: context)
             outcome.refitPredictions[c.name] = p
             outcome.scores["test: " + c.name] = Metrics.balancedAccuracy(
                 labels: test.map { context.labels[$0] }, predictions: argmaxRows(p), classes: context.classes)
         }
+        let vote = Self.blend(pool[0], pool[1])
+        let p = vote.combine([outcome.refitPredictions[pool[0].name]!, outcome.refitPredictions[pool[1].name]!])
+        outcome.scores["test: " + vote.name] = Metrics.balancedAccuracy(
+            labels: test.map { context.labels[$0] }, predictions: argmaxRows(p), classes: context.classes)
         return outcome
     }
 
@@ -120,6 +131,7 @@ public struct AutoMethod: FewShotMethod {
         for (i, (candidate, r)) in zip(pool, results).enumerated() {
             scores[candidate.name] = r.score
             scores["seconds: " + candidate.name] = r.seconds
+            if recordTestScores { recordInner(candidate.name, r.perFold, into: &scores) }
             if let e = r.extra { outcome.foldEnsembles[candidate.name] = e }
             outcome.outOfFold[candidate.name] = r.outOfFold(folds: folds, count: train.count, classes: context.classes)
             if !r.models.isEmpty { outcome.foldModels[candidate.name] = r.models }
@@ -128,12 +140,10 @@ public struct AutoMethod: FewShotMethod {
         if blend {
             let partner = (1..<pool.count).max { results[$0].score < results[$1].score }!
             let member = Self.blend(pool[0], pool[partner])
-            let perFold = folds.indices.map { f in
-                foldScore(member.combine([results[0].foldProbabilities[f], results[partner].foldProbabilities[f]]),
-                          fold: folds[f], train: train, context: context)
-            }
+            let perFold = blendFolds(member, results[0], results[partner], folds: folds, train: train, context: context)
             let mean = perFold.reduce(0, +) / Double(perFold.count)
             scores[member.name] = mean
+            if recordTestScores { recordInner(member.name, perFold, into: &scores) }
             let gain = mean - results[0].score
             if gain > blendMargin, gain > bestGain {
                 bestGain = gain
@@ -172,6 +182,20 @@ public struct AutoMethod: FewShotMethod {
             if i > 0 { c.progress = nil }
             return try score(i, c)
         }
+    }
+
+    /// Each fold's balanced accuracy of the soft vote of two candidates, from their fold predictions.
+    func blendFolds(_ member: EnsembleMethod, _ a: InnerResult, _ b: InnerResult, folds: [[Int]], train: [Int],
+                    context: MethodContext) -> [Double] {
+        folds.indices.map { f in
+            foldScore(member.combine([a.foldProbabilities[f], b.foldProbabilities[f]]), fold: folds[f], train: train, context: context)
+        }
+    }
+
+    /// Diagnostics: a candidate's inner-CV mean (`NAME`) and each fold's score (`fold0: NAME`, …).
+    func recordInner(_ name: String, _ perFold: [Double], into scores: inout [String: Double]) {
+        scores[name] = perFold.reduce(0, +) / Double(max(1, perFold.count))
+        for (f, v) in perFold.enumerated() { scores["fold\(f): " + name] = v }
     }
 
     /// The display name of a blend of two candidates.

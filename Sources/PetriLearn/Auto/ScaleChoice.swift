@@ -1,5 +1,6 @@
 import Foundation
 import PetriEngine
+import PetriEval
 
 extension AutoMethod {
     /// What the scale probe is scored by on the inner folds, and how much a crop must gain by it.
@@ -30,7 +31,8 @@ extension AutoMethod {
     /// chosen for a clear effect, not for noise. With `scaleEnsemble`, the runner-up scale (the whole image
     /// included) joins when the probe cannot tell it from the best: a lead within the runner-up margin plus one
     /// standard error.
-    func chooseScales(train: [Int], context: MethodContext, scores: inout [String: Double]) throws -> [Double] {
+    /// With `recordTestScores`, each crop's probe fitted on all of `train` is also scored on `test` (recorded only).
+    func chooseScales(train: [Int], test: [Int] = [], context: MethodContext, scores: inout [String: Double]) throws -> [Double] {
         guard crops.count > 1, let scaleProbe else { return [crops.first ?? 1] }
         let started = Date()
         defer { scores["seconds: scale probes"] = Date().timeIntervalSince(started) }
@@ -54,6 +56,11 @@ extension AutoMethod {
                 for r in splits.indices {
                     scores["scale\(r): " + probe.name] = accuracy[r]
                     scores["scale-p\(r): " + probe.name] = soft[r]
+                }
+                if !test.isEmpty {
+                    let p = try probe.predict(train: train, test: test, context: context)
+                    scores["test: " + probe.name] = Metrics.balancedAccuracy(
+                        labels: test.map { context.labels[$0] }, predictions: argmaxRows(p), classes: context.classes)
                 }
             }
         }
