@@ -2,9 +2,10 @@
 # `make generalise`: `auto` on every labelled set, with the evidence to replay its selection rules leave-one-
 # dataset-out (docs/results.md, "`auto` left out of its own tuning"). For each set in $PETRI_DATASETS with at
 # least two class folders: `petri curve` at 5 and 20 images per class, seeds 0-4, at most 100 images per class
-# (a seeded draw), methods `auto:diagnostics=test-scores` (every candidate's inner-CV folds and test score, the
-# scale probe's test score at every crop; the choice itself is the default's) and `lp` (the peers' frozen-feature
-# logistic regression). Then scripts/generalise.py replays the rules: for each set, the rule settings best on
+# (a seeded draw), methods `auto:diagnostics=probabilities` (every candidate's inner-CV folds and test score, its
+# out-of-fold and test probabilities, three logistic-regression probes beside them, the scale probe's test score
+# at every crop; the choice itself is the default's) and `lp` (the peers' frozen-feature logistic regression),
+# each line with its test probabilities (--predictions). Then scripts/generalise.py replays the rules: for each set, the rule settings best on
 # the other sets, scored on the set left out.
 #
 # The shipped CellNet was pretrained on pbc-8class-500 and malaria-nih-50gray (weights/README.md): on those two,
@@ -37,14 +38,14 @@ for dir in "$SHARED"/*/; do
   set_name="$(basename "$dir")"
   classes=$(find "$dir" -mindepth 1 -maxdepth 1 -type d | wc -l)
   if [ "$classes" -lt 2 ]; then echo "generalise: $set_name skipped (not labelled: $classes class folder)" >&2; continue; fi
-  auto="auto:diagnostics=test-scores"
+  auto="auto:diagnostics=probabilities"
   case "$set_name" in
-    pbc-8class-500) auto="auto:cellnet=$(cellnet_without pbc bccd-wbc-crops bccd-wbc-fullimage malaria-nih-50gray):diagnostics=test-scores" ;;
-    malaria-nih-50gray) auto="auto:cellnet=$(cellnet_without malaria pbc-8class-500 bccd-wbc-crops bccd-wbc-fullimage):diagnostics=test-scores" ;;
+    pbc-8class-500) auto="auto:cellnet=$(cellnet_without pbc bccd-wbc-crops bccd-wbc-fullimage malaria-nih-50gray):diagnostics=probabilities" ;;
+    malaria-nih-50gray) auto="auto:cellnet=$(cellnet_without malaria pbc-8class-500 bccd-wbc-crops bccd-wbc-fullimage):diagnostics=probabilities" ;;
   esac
   echo "generalise: $set_name ($auto, lp)" >&2
   $PETRI curve "$dir" --max-per-class "$CAP" --draw-seed 0 --sizes "$SIZES" --seeds "$SEEDS" \
-    --method "$auto,lp" --json "$OUT/$set_name.jsonl" --no-store --quiet
+    --method "$auto,lp" --predictions --json "$OUT/$set_name.jsonl" --no-store --quiet
 done
 # Fine-tuning on the same splits (GENERALISE_FINETUNE, default `partial`: Lite0 above stage 5 on cached trunk
 # activations; `none` skips it), after every set has its `auto` results.
@@ -54,7 +55,7 @@ if [ "$FT" != none ]; then
     set_name="$(basename "$f" .jsonl)"
     echo "generalise: $set_name ($FT)" >&2
     $PETRI curve "$SHARED/$set_name" --max-per-class "$CAP" --draw-seed 0 --sizes "$SIZES" --seeds "$SEEDS" \
-      --method "$FT" --json "$f" --no-store --quiet
+      --method "$FT" --predictions --json "$f" --no-store --quiet
   done
 fi
 python3 scripts/generalise.py "$OUT"/*.jsonl

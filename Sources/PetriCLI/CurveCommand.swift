@@ -44,6 +44,9 @@ struct CurveCommand: ParsableCommand {
     @Option(help: "Write JSON lines here (appending; existing results are skipped).")
     var json: String?
 
+    @Flag(help: "Each JSON line also holds the test items (indices into the images as loaded, after --max-per-class) and their class probabilities.")
+    var predictions = false
+
     @Flag(help: "No progress output.")
     var quiet = false
 
@@ -58,6 +61,7 @@ struct CurveCommand: ParsableCommand {
                              methods: try Arguments.methods(method, backbone: backbone))
         curve.backbone = backbone
         curve.jsonLines = json
+        curve.predictionsInFile = predictions
         curve.store = store.settings
         curve.command = Arguments.commandLine
         curve.shard = try shard.map { text in try studyCall { try Shard(text) } }

@@ -14,6 +14,8 @@ public struct CurveRun {
     public var backbone = defaultBackbone
     /// The JSON-lines file results are appended to (nil: none).
     public var jsonLines: String?
+    /// Each line also holds the test items and their probabilities (`CurveRecord.jsonWithPredictions`).
+    public var predictionsInFile = false
     public var store = StoreSettings()
     /// The command line, as the run store records it.
     public var command = "petri curve"
@@ -49,7 +51,7 @@ public struct CurveRun {
         // seed gives the same result) without a second line in the file.
         if let out, store.resume {
             for r in recorder.earlier where !inFile.contains(r.key) {
-                try out.append(r.json.merging(preprocess) { a, _ in a })
+                try out.append(line(r).merging(preprocess) { a, _ in a })
                 inFile.insert(r.key)
             }
         }
@@ -61,7 +63,7 @@ public struct CurveRun {
             try LearningCurve(sizes: sizes, seeds: seeds).run(dataset: ds, bank: bank, methods: entries, skip: skip) { r in
                 results.append(r)
                 try recorder.record(r, dataset: ds)
-                if let out, !inFile.contains(r.key) { try out.append(r.json.merging(preprocess) { a, _ in a }) }
+                if let out, !inFile.contains(r.key) { try out.append(line(r).merging(preprocess) { a, _ in a }) }
                 finished(r)
             }
         } catch {
@@ -71,6 +73,8 @@ public struct CurveRun {
         recorder.finish(seconds: Date().timeIntervalSince(start), output: jsonLines)
         return results
     }
+
+    func line(_ r: CurveRecord) -> [String: Any] { predictionsInFile ? r.jsonWithPredictions : r.json }
 }
 
 /// A JSON-lines file of results: one object per line, each appended with one `write` to a file opened for

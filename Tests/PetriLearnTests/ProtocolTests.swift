@@ -223,6 +223,49 @@ struct ExpensiveStub: FewShotMethod {
         }
     }
 
+    /// `recordProbabilities`: every candidate's out-of-fold and test probabilities and a diagnostic method's, from
+    /// which the record's own test scores and blend are recomputed exactly; the choice and prediction unchanged.
+    @Test func evidenceReplaysTheScoresAndChangesNothing() throws {
+        let ds = Self.syntheticDataset()
+        let context = MethodContext(dataset: ds, bank: FeatureBank(dataset: ds), seed: 4)
+        let log = FitLog()
+        var auto = AutoMethod(candidates: [StubMethod(name: "cheap", skill: 0.8), ExpensiveStub(name: "net", skill: 0.6, log: log)])
+        for train in [Array(0..<24), Array(0..<45)] {   // 8 (blend, no inner CV) and 15 per class (inner CV)
+            let test = Array(45..<60)
+            let (plain, p) = try auto.run(train: train, test: test, context: context)
+            auto.recordTestScores = true
+            auto.recordProbabilities = true
+            auto.diagnosticCandidates = { _ in [StubMethod(name: "side", skill: 0.7)] }
+            let (studied, q) = try auto.run(train: train, test: test, context: context)
+            auto.recordTestScores = false
+            auto.recordProbabilities = false
+            #expect(studied.chosen.name == plain.chosen.name)
+            #expect(p.maxAbsDifference(q) < 1e-6)
+            let e = try #require(studied.evidence)
+            #expect(e.trainLabels == train.map { context.labels[$0] })
+            #expect(e.testLabels == test.map { context.labels[$0] })
+            #expect(e.folds.count == train.count && Set(e.folds) == [0, 1, 2])
+            let roundTrip = try #require(AutoEvidence(json: e.json))
+            for name in ["cheap", "net", "side"] {
+                let rows = try #require(roundTrip.test[name], "test: \(name)")
+                let predicted = rows.map { r in r.indices.max { r[$0] < r[$1] }! }
+                let score = Metrics.balancedAccuracy(labels: e.testLabels, predictions: predicted, classes: 3)
+                #expect(abs(score - studied.scores["test: " + name]!) < 1e-9, "\(name)")
+                let oof = try #require(roundTrip.outOfFold[name])
+                for f in 0..<3 {
+                    let positions = e.folds.indices.filter { e.folds[$0] == f }
+                    let fold = Metrics.balancedAccuracy(labels: positions.map { e.trainLabels[$0] },
+                                                        predictions: positions.map { r in oof[r].indices.max { oof[r][$0] < oof[r][$1] }! }, classes: 3)
+                    #expect(abs(fold - studied.scores["fold\(f): " + name]!) < 1e-9, "fold\(f): \(name)")
+                }
+            }
+            if train.count == 24 {   // the prediction is the 1 : 1 blend of the recorded test probabilities
+                let blend = zip(e.test["cheap"]!, e.test["net"]!).map { a, b in zip(a, b).map { ($0 + $1) / 2 } }
+                for (i, r) in blend.enumerated() { for c in 0..<3 { #expect(abs(Double(r[c]) - Double(q[flat: i * 3 + c])) < 1e-4) } }
+            }
+        }
+    }
+
     @Test func repeatedCrossValidationCoversThePoolAndKeepsTheHoldoutApart() throws {
         let ds = Self.syntheticDataset()
         let bank = FeatureBank(dataset: ds)

@@ -46,6 +46,10 @@ public struct AutoMethod: FewShotMethod {
     /// Record each candidate's test-set balanced accuracy and each probe split's scores (`test: …`,
     /// `scale0: …`) — for studying the rules only, never used to choose.
     public var recordTestScores = false
+    /// Record the evidence to replay other rules offline (`Outcome.evidence`): each candidate's out-of-fold and
+    /// test probabilities, and those of `diagnosticCandidates` (scored on the same folds, never chosen).
+    public var recordProbabilities = false
+    public var diagnosticCandidates: (([Double]) -> [any FewShotMethod])?
     /// Stop after the scale choice and predict with the scale probe at the chosen crop (studying the scale rule).
     public var probeOnly = false
 
@@ -79,10 +83,10 @@ public struct AutoMethod: FewShotMethod {
         }
         var outcome: Outcome
         if blend, pool.count > 1, smallestClass(train, context) < blendBelow {
-            outcome = try selectWithoutInnerCV(pool, train: train, test: test, scores: scores, context: context)
+            outcome = try selectWithoutInnerCV(pool, train: train, test: test, scales: scales, scores: scores, context: context)
         } else if pool.count > 1, let folds = innerFolds(train: train, context: context, repeat: 0) {
-            outcome = try selectByInnerCV(pool, folds: folds, train: train, test: test, keepModels: keepModels,
-                                          scores: scores, context: context)
+            outcome = try selectByInnerCV(pool, folds: folds, train: train, test: test, scales: scales,
+                                          keepModels: keepModels, scores: scores, context: context)
         } else {
             outcome = Outcome(chosen: pool[0], scores: scores)
         }
@@ -95,13 +99,15 @@ public struct AutoMethod: FewShotMethod {
     }
 
     /// Too few images to choose by: the soft vote of the first two candidates, each fitted on all of them.
-    func selectWithoutInnerCV(_ pool: [any FewShotMethod], train: [Int], test: [Int], scores: [String: Double],
-                              context: MethodContext) throws -> Outcome {
+    func selectWithoutInnerCV(_ pool: [any FewShotMethod], train: [Int], test: [Int], scales: [Double] = [1],
+                              scores: [String: Double], context: MethodContext) throws -> Outcome {
         var outcome = Outcome(chosen: Self.blend(pool[0], pool[1]), scores: scores)
         guard recordTestScores, !test.isEmpty else { return outcome }
         // For replaying the rules: what inner CV would have said here (recorded only, the choice stays the blend).
-        if let folds = innerFolds(train: train, context: context, repeat: 0) {
-            let results = try scoreCandidates(Array(pool.prefix(2)), folds: folds, train: train, test: [], keepModels: false, context: context)
+        let folds = innerFolds(train: train, context: context, repeat: 0)
+        var results: [InnerResult] = []
+        if let folds {
+            results = try scoreCandidates(Array(pool.prefix(2)), folds: folds, train: train, test: [], keepModels: false, context: context)
             for (c, r) in zip(pool.prefix(2), results) { recordInner(c.name, r.perFold, into: &outcome.scores) }
             let member = Self.blend(pool[0], pool[1])
             recordInner(member.name, blendFolds(member, results[0], results[1], folds: folds, train: train, context: context), into: &outcome.scores)
@@ -116,13 +122,19 @@ public struct AutoMethod: FewShotMethod {
         let p = vote.combine([outcome.refitPredictions[pool[0].name]!, outcome.refitPredictions[pool[1].name]!])
         outcome.scores["test: " + vote.name] = Metrics.balancedAccuracy(
             labels: test.map { context.labels[$0] }, predictions: argmaxRows(p), classes: context.classes)
+        if recordProbabilities {
+            var scores = outcome.scores
+            outcome.evidence = try evidence(Array(pool.prefix(2)), results: results, folds: folds, scales: scales, train: train,
+                                            test: test, outcome: &outcome, scores: &scores, context: context)
+            outcome.scores = scores
+        }
         return outcome
     }
 
     /// Scores every candidate on the inner folds, then keeps the default unless a challenger or the blend of the
     /// default with the best challenger wins by its margin.
-    func selectByInnerCV(_ pool: [any FewShotMethod], folds: [[Int]], train: [Int], test: [Int], keepModels: Bool,
-                         scores initial: [String: Double], context: MethodContext) throws -> Outcome {
+    func selectByInnerCV(_ pool: [any FewShotMethod], folds: [[Int]], train: [Int], test: [Int], scales: [Double] = [1],
+                         keepModels: Bool, scores initial: [String: Double], context: MethodContext) throws -> Outcome {
         var scores = initial
         var outcome = Outcome(chosen: pool[0], scores: [:])
         let results = try scoreCandidates(pool, folds: folds, train: train, test: test, keepModels: keepModels,
@@ -136,6 +148,10 @@ public struct AutoMethod: FewShotMethod {
             outcome.outOfFold[candidate.name] = r.outOfFold(folds: folds, count: train.count, classes: context.classes)
             if !r.models.isEmpty { outcome.foldModels[candidate.name] = r.models }
             if i > 0, challengerWins(r.perFold, baseline: results[0].perFold, bestGain: &bestGain) { outcome.chosen = candidate }
+        }
+        if recordProbabilities && !test.isEmpty {
+            outcome.evidence = try evidence(pool, results: results, folds: folds, scales: scales, train: train, test: test,
+                                            outcome: &outcome, scores: &scores, context: context)
         }
         if blend {
             let partner = (1..<pool.count).max { results[$0].score < results[$1].score }!

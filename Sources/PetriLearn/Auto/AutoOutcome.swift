@@ -20,6 +20,8 @@ extension AutoMethod {
         /// Test probabilities of candidates already refitted on the whole training set (for the diagnostics of
         /// `recordTestScores`, so that they are not fitted twice).
         public var refitPredictions: [String: Tensor] = [:]
+        /// With `recordProbabilities`: the candidates' out-of-fold and test probabilities, for replaying rules.
+        public var evidence: AutoEvidence?
 
         public init(chosen: any FewShotMethod, scores: [String: Double]) {
             self.chosen = chosen

@@ -32,7 +32,11 @@ public enum AutoRecipe {
                            scaleProbe: { c in scaleProbe(backbones: probeBackbones, crop: c) },
                            candidates: { scales in candidates(crops: scales, scratch: spec.scratch, cellnet: partner, views: spec.views) })
         m.scaleScore = spec.scaleScore
-        m.recordTestScores = spec.diagnostics.contains(.testScores)
+        m.recordTestScores = spec.diagnostics.contains(.testScores) || spec.diagnostics.contains(.probabilities)
+        if spec.diagnostics.contains(.probabilities) {
+            m.recordProbabilities = true
+            m.diagnosticCandidates = { scales in diagnosticProbes(crop: scales[0], views: spec.views, cellnet: partner) }
+        }
         m.probeOnly = spec.diagnostics.contains(.probeOnly)
         m.label = MethodSpec.auto(spec).description
         return m
@@ -45,6 +49,15 @@ public enum AutoRecipe {
         var probe = LinearProbeMethod(features: FeatureSpec(backbones: backbones, crops: [crop]))
         probe.probe.cGrid = [10]
         return probe
+    }
+
+    /// Recorded beside the candidates for studying the rules (never chosen), all at the chosen crop: the peers'
+    /// linear probe (Lite0 head features, one view), logistic regression on the MLP family's main features and,
+    /// with a CellNet, on Lite0's and the CellNet's head features side by side (what the scale probe reads).
+    public static func diagnosticProbes(crop: Double, views: Int, cellnet: String?) -> [any FewShotMethod] {
+        [LinearProbeMethod(features: FeatureSpec(crops: [crop])),
+         LinearProbeMethod(features: FeatureSpec(backbones: ModelRegistry.names, levels: [.stage(6), .head], views: views, crops: [crop]))]
+            + (cellnet.map { [LinearProbeMethod(features: FeatureSpec(backbones: [ModelRegistry.names[0], $0], crops: [crop]))] } ?? [])
     }
 
     /// What `auto` chooses among at the chosen `crops` (the chosen crop first, then the runner-up):

@@ -3,7 +3,7 @@ import Foundation
 /// Petri's default method (`AutoRecipe`): the image scale, then MLP heads on ImageNet and CellNet features, a
 /// small CNN from scratch or their blend. `auto-fast` leaves out the CNN.
 ///
-/// Text: `auto:cellnet=NAME|none:views=4:probe=lite0:probe-score=accuracy:diagnostics=test-scores+probe-only`.
+/// Text: `auto:cellnet=NAME|none:views=4:probe=lite0:probe-score=accuracy:diagnostics=probabilities+test-scores`.
 public struct AutoSpec: Hashable, Sendable {
     /// The trained backbone (CellNet) paired with ImageNet; nil: ImageNet features only.
     public var cellnet: String? = AutoRecipe.defaultCellNet
@@ -24,6 +24,9 @@ public struct AutoSpec: Hashable, Sendable {
 public enum AutoDiagnostic: String, Hashable, Sendable, CaseIterable, Comparable {
     /// Each candidate's test-set balanced accuracy and each probe split's scores, in the record's scores.
     case testScores = "test-scores"
+    /// Every candidate's out-of-fold and test probabilities (`AutoEvidence`, under `evidence` in a curve record),
+    /// with two logistic-regression probes beside them; implies `test-scores`.
+    case probabilities
     /// Stop after the scale choice and predict with the scale probe: the scale rule alone, in seconds.
     case probeOnly = "probe-only"
 

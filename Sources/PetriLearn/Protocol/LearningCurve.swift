@@ -31,6 +31,8 @@ public struct CurveRecord: Sendable {
     /// `few-shot` (the protocol's learning curves), `cv` (one fold of repeated k-fold; `seed` numbers the
     /// fold) or `holdout` (an ensemble of the fold models on the held-out set).
     public var evaluation = "few-shot"
+    /// `auto` with `diagnostics=probabilities`: what it saw (written under `evidence`).
+    public var evidence: AutoEvidence?
 
     public var sizeLabel: String { size.map(String.init) ?? "all" }
     /// What the result is stored and resumed under.
@@ -72,6 +74,7 @@ public struct CurveRecord: Sendable {
         if let chosen { o["chosen"] = chosen; o["inner_scores"] = innerScores }
         if let scales { o["scales"] = scales }
         if evaluation != "few-shot" { o["evaluation"] = evaluation }
+        if let evidence { o["evidence"] = evidence.json }
         return o
     }
 }
@@ -104,6 +107,7 @@ extension CurveRecord {
                   probabilities: probabilities.isEmpty ? (o["probabilities"] as? [[NSNumber]])?.map { $0.map(\.doubleValue) } ?? [] : probabilities)
         evaluation = o["evaluation"] as? String ?? "few-shot"
         scales = (o["scales"] as? [NSNumber])?.map(\.doubleValue)
+        evidence = (o["evidence"] as? [String: Any]).flatMap(AutoEvidence.init(json:))
     }
 }
 
@@ -194,6 +198,7 @@ func makeRecord(dataset: Dataset, method: String, outcome: AutoMethod.Outcome?, 
         test: test, probabilities: probs)
     r.evaluation = evaluation
     r.scales = outcome?.scales
+    r.evidence = outcome?.evidence
     return r
 }
 
