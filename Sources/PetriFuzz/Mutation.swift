@@ -101,8 +101,8 @@ public struct Mutator {
             try? FileManager.default.removeItem(at: input)
             try? FileManager.default.removeItem(at: output)
         }
-        guard (try? Data(bytes).write(to: input)) != nil, let source = try? Archive(url: input, accessMode: .read),
-              let target = try? Archive(url: output, accessMode: .create) else { return nil }
+        guard (try? Data(bytes).write(to: input)) != nil, let source = try? Archive(url: input, accessMode: .read, pathEncoding: nil),
+              let target = try? Archive(url: output, accessMode: .create, pathEncoding: nil) else { return nil }
         let entries = Array(source)
         let candidates = choose(entries.map(\.path))
         guard !candidates.isEmpty else { return nil }

@@ -29,7 +29,7 @@ import Testing
             p.arguments = ["curve"] + KillAndResumeTests.arguments + ["--json", json ?? self.json, "--runs", store] + extra
             p.standardOutput = FileHandle.nullDevice
             let err = dir.appendingPathComponent("stderr-\(UUID().uuidString).txt")
-            FileManager.default.createFile(atPath: err.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: err.path, contents: nil)
             p.standardError = try FileHandle(forWritingTo: err)
             try p.run()
             return p

@@ -23,7 +23,7 @@ import Testing
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
         p.environment = env
         if let output {
-            FileManager.default.createFile(atPath: output, contents: nil)
+            _ = FileManager.default.createFile(atPath: output, contents: nil)
             p.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         } else {
             p.standardError = FileHandle.nullDevice
