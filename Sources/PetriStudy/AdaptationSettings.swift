@@ -9,8 +9,11 @@ import PetriLearn
 public struct AdaptationSettings: Sendable {
     public enum Images: Sendable {
         case none
-        /// The central crop or zoom-out at which the images look most like the training images.
+        /// The central crop or zoom-out, with or without the colour matched to the training images', at which
+        /// the images look most like the training images.
         case auto
+        /// The central crop or zoom-out alone.
+        case scale
         case steps(TransformPipeline)
     }
 
@@ -26,7 +29,7 @@ public struct AdaptationSettings: Sendable {
 
     public init() {}
 
-    /// `adapt`: `none`, `auto` or a pipeline spec such as `centercrop(fraction=0.5)`.
+    /// `adapt`: `none`, `auto`, `scale` or a pipeline spec such as `centercrop(fraction=0.5)`.
     public init(adapt: String, heads: Bool = false, norm: Bool = false, steps: Int = 60, diversity: Float? = nil,
                 pseudoLabels: Float? = nil, classMix: String = "even") throws {
         guard let mix = MLPHead.Adaptation.ClassMix(rawValue: classMix) else {
@@ -36,6 +39,7 @@ public struct AdaptationSettings: Sendable {
         switch adapt {
         case "none": images = .none
         case "auto": images = .auto
+        case "scale": images = .scale
         default:
             do { images = .steps(try TransformPipeline.parse(adapt)) } catch { throw StudyError.invalidSetting("--adapt", "\(error)") }
         }
@@ -80,22 +84,34 @@ public struct AdaptationSettings: Sendable {
         }
     }
 
-    /// The image steps: the spec's, or for `auto` the scale found from the images (reported as a note).
+    /// The image steps: the spec's, or for `auto` and `scale` those found from the images (reported as a note).
     public func imageSteps(_ model: SavedModel, _ dataset: Dataset, file: String, reporter: StudyReporter) throws -> TransformPipeline {
+        let colour: Bool
         switch images {
         case .none: return TransformPipeline()
         case let .steps(p): return p
-        case .auto:
-            if dataset.items.count < 20 {
-                reporter.warning("--adapt auto compares the images' average look with the training images'; \(dataset.items.count) image(s) are too few for that to be reliable (20 or more)")
-            }
-            let distances = try model.scaleDistances(dataset, file: file) { reporter.progress("scale: " + $0, $1, $2) }
-            let steps = SavedModel.scaleTransform(distances[0].scale)
-            reporter.note("scale: the images look most like the training images " + (steps.isEmpty ? "as they are" : "after \(steps[0].spec)")
-                          + " (feature distance at each scale, < 1 a central crop, > 1 shrunk: "
-                          + distances.sorted { $0.scale > $1.scale }.map { String(format: "%g: %.2f", $0.scale, $0.distance) }.joined(separator: ", ") + ")")
-            return TransformPipeline(steps)
+        case .auto: colour = true
+        case .scale: colour = false
         }
+        let flag = colour ? "auto" : "scale"
+        if dataset.items.count < 20 {
+            reporter.warning("--adapt \(flag) compares the images' average look with the training images'; \(dataset.items.count) image(s) are too few for that to be reliable (20 or more)")
+        }
+        if colour, model.colourMatch == nil {
+            reporter.warning("--adapt auto: the model file has no record of the training images' colour (train it again with this Petri to have their colour matched too); searching the scale only")
+        }
+        let distances = try model.adaptationDistances(dataset, colour: colour, file: file) { reporter.progress("adaptation: " + $0, $1, $2) }
+        let best = distances[0].adaptation
+        let steps = model.steps(best)
+        let at = { (c: Bool) in
+            distances.filter { $0.adaptation.colour == c }.sorted { $0.adaptation.scale > $1.adaptation.scale }
+                .map { String(format: "%g: %.2f", $0.adaptation.scale, $0.distance) }.joined(separator: ", ")
+        }
+        reporter.note("adaptation: the images look most like the training images "
+                      + (steps.isEmpty ? "as they are" : "after " + steps.map { $0 is ReinhardNormalization ? "their colour matched to the training images'" : $0.spec }.joined(separator: ", "))
+                      + " (feature distance at each scale, < 1 a central crop, > 1 shrunk: " + at(false)
+                      + (distances.contains { $0.adaptation.colour } ? "; colour matched: " + at(true) : "") + ")")
+        return TransformPipeline(steps)
     }
 
     /// Whether the model itself is changed (its heads or batch norms), so that the calibration fitted on the

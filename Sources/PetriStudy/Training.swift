@@ -65,8 +65,17 @@ public struct ModelTraining {
         let reference = l2NormalizedRows(try SavedModel.scaleReferenceSpec.matrix(bank))
         model.scaleReference = SavedModel.FeatureStatistics(reference)
         let decoder = ImageDecoder()
-        let looks = ds.items.compactMap { (try? ds.preparedImage(of: $0, decoder: decoder)).map(ImageStatistics.init) }
+        var looks: [ImageStatistics] = [], colours: [(mean: [Float], std: [Float])] = []
+        for item in ds.items {
+            guard let image = try? ds.preparedImage(of: item, decoder: decoder) else { continue }
+            looks.append(ImageStatistics(image))
+            colours.append(ReinhardNormalization.statistics(image))
+        }
         model.familiarity = SavedModel.Familiarity(reference, images: looks)
+        if !colours.isEmpty {
+            let target = ReinhardNormalization.fit(statistics: colours)
+            model.colourReference = SavedModel.FeatureStatistics(mean: target.targetMean, std: target.targetStd)
+        }
         parts.images = ds.items.count
         parts.classes = ds.classNames.count
         return (model, summary(model, parts: parts, auto: method is AutoMethod))

@@ -85,7 +85,7 @@ func ramp(_ w: Int, _ h: Int) -> FloatImage {
         #expect(abs(out[4] - 178.0 / 255) < 1e-6)
     }
 
-    @Test func reinhardMatchesTargetStatistics() {
+    @Test func reinhardMatchesTargetStatistics() throws {
         let img = ramp(20, 16).clamped()
         let target = ReinhardNormalization.statistics(FloatImage(width: 20, height: 16, pixels: img.pixels.map { 0.2 + 0.6 * $0 }))
         let normaliser = ReinhardNormalization(targetMean: target.mean, targetStd: target.std)
@@ -95,6 +95,12 @@ func ramp(_ w: Int, _ h: Int) -> FloatImage {
             #expect(abs(got.mean[c] - target.mean[c]) < 0.02)
             #expect(abs(got.std[c] - target.std[c]) < 0.02)
         }
+        // A fitted target is written into the spec and read back exactly; the default target is plain `reinhard`.
+        #expect(normaliser.spec.hasPrefix("reinhard(l="))
+        let back = try #require(try TransformPipeline.parse(normaliser.spec).steps.first as? ReinhardNormalization)
+        #expect(back.targetMean == target.mean && back.targetStd == target.std)
+        #expect(ReinhardNormalization().spec == "reinhard")
+        #expect(throws: (any Error).self) { try TransformPipeline.parse("reinhard(l=-0.3,sl=0)") }
     }
 
     @Test func macenkoRecoversAnImageMadeFromTheReferenceStains() {

@@ -87,6 +87,24 @@ import Testing
         #expect([0.45, 0.5, 0.6].contains(far[0].scale), "distances: \(far)")
         let same = try model.scaleDistances(sample)
         #expect(same[0].scale == 1, "distances: \(same)")
+        // Another stain (the same images with their colour shifted): matching their colour to the training
+        // images' brings them closer than any scale as they are.
+        let target = ReinhardNormalization.fit(try sample.items.map { FloatImage(try sample.image(of: $0, decoder: decoder)) })
+        model.colourReference = SavedModel.FeatureStatistics(mean: target.targetMean, std: target.targetStd)
+        let stained = dir.appendingPathComponent("stained")
+        for item in sample.items {
+            var image = FloatImage(try sample.image(of: item, decoder: decoder))
+            for i in 0..<(image.width * image.height) {
+                image.pixels[i * 3] *= 0.55
+                image.pixels[i * 3 + 2] = min(1, image.pixels[i * 3 + 2] * 1.2 + 0.1)
+            }
+            let folder = stained.appendingPathComponent(sample.classNames[item.label])
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try image.rgb.writePNG(to: folder.appendingPathComponent(UUID().uuidString + ".png"))
+        }
+        let restained = try model.adaptationDistances(try Dataset.imageFolder(stained), scales: [1, 0.7])
+        #expect(restained.count == 4 && restained[0].adaptation == .init(scale: 1, colour: true), "distances: \(restained)")
+        #expect(!(try model.adaptationDistances(try Dataset.imageFolder(stained), scales: [1], colour: false)).contains { $0.adaptation.colour })
         // Without a reference (an older model file) it says what to do.
         model.scaleReference = nil
         #expect { try model.scaleDistances(sample) } throws: { "\($0)".contains("train it again") }

@@ -115,7 +115,13 @@ public struct TransformPipeline: Sendable {
         case "adaptive": t = AdaptiveThreshold(block: Int(try number("block", 15)), offset: try number("offset", 0.02))
         case "sobel": t = SobelMagnitude()
         case "lbp": t = LocalBinaryPattern()
-        case "reinhard": t = ReinhardNormalization()
+        case "reinhard":
+            let d = ReinhardNormalization.defaultTarget.targetMean + ReinhardNormalization.defaultTarget.targetStd
+            let v = try zip(ReinhardNormalization.keys, d).map { Float(try number($0, Double($1))) }
+            guard v[3...].allSatisfy({ $0 > 0 && $0.isFinite }), v[..<3].allSatisfy(\.isFinite) else {
+                throw PipelineError("'\(item)': sl, sa and sb must be positive")
+            }
+            t = ReinhardNormalization(targetMean: Array(v[..<3]), targetStd: Array(v[3...]))
         case "macenko": t = MacenkoNormalization()
         case "colourshift", "colorshift": t = ColourShift(copy: Int(try number("copy", 1)))
         case "dihedral": t = RandomDihedral()

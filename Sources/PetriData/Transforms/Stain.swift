@@ -61,7 +61,16 @@ public struct ReinhardNormalization: ImageTransform {
         self.targetStd = targetStd
     }
 
-    public var spec: String { "reinhard" }
+    static let defaultTarget = ReinhardNormalization()
+    /// The target's keys in a spec: channel means `l`, `a`, `b`, deviations `sl`, `sa`, `sb`.
+    static let keys = ["l", "a", "b", "sl", "sa", "sb"]
+
+    /// `reinhard` for the default target, else `reinhard(l=…,a=…,b=…,sl=…,sa=…,sb=…)`.
+    public var spec: String {
+        let values = targetMean + targetStd
+        guard values != Self.defaultTarget.targetMean + Self.defaultTarget.targetStd else { return "reinhard" }
+        return "reinhard(" + zip(Self.keys, values).map { "\($0)=\($1)" }.joined(separator: ",") + ")"
+    }
 
     /// lαβ channel means and standard deviations of an image.
     public static func statistics(_ image: FloatImage) -> (mean: [Float], std: [Float]) {
@@ -77,8 +86,10 @@ public struct ReinhardNormalization: ImageTransform {
     }
 
     /// A normaliser whose target is the average statistics of `images` (e.g. the training set).
-    public static func fit(_ images: [FloatImage]) -> ReinhardNormalization {
-        let stats = images.map(statistics)
+    public static func fit(_ images: [FloatImage]) -> ReinhardNormalization { fit(statistics: images.map(statistics)) }
+
+    /// A normaliser whose target is the average of images' `statistics`.
+    public static func fit(statistics stats: [(mean: [Float], std: [Float])]) -> ReinhardNormalization {
         let n = Float(max(stats.count, 1))
         return ReinhardNormalization(targetMean: (0..<3).map { c in stats.reduce(0) { $0 + $1.mean[c] } / n },
                                      targetStd: (0..<3).map { c in stats.reduce(0) { $0 + $1.std[c] } / n })

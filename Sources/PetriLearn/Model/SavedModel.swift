@@ -97,6 +97,11 @@ public struct SavedModel: Codable, Sendable {
             let (m, s) = columnMoments(x)
             mean = m; std = s
         }
+
+        public init(mean: [Float], std: [Float]) {
+            self.mean = mean
+            self.std = std
+        }
     }
 
     /// How far to trust a prediction, fitted on out-of-fold predictions of the training images (each predicted
@@ -170,6 +175,13 @@ public struct SavedModel: Codable, Sendable {
 
     /// What the training images look like, for telling unfamiliar images apart (absent in older files).
     public var familiarity: Familiarity?
+    /// The training images' mean lαβ colour statistics (`ReinhardNormalization.fit`, as the model sees them):
+    /// the target `--adapt auto` can bring another lab's stain to (absent in older files).
+    public var colourReference: FeatureStatistics?
+    /// Another lab's images with their colour matched to the training images' (nil: no `colourReference`).
+    public var colourMatch: ReinhardNormalization? {
+        colourReference.map { ReinhardNormalization(targetMean: $0.mean, targetStd: $0.std) }
+    }
 
     /// The features `scaleReference` and `familiarity` hold.
     public static let scaleReferenceSpec = FeatureSpec(backbones: ["efficientnet-lite0"], levels: [.head], views: 1)

@@ -92,6 +92,11 @@ extension SavedModel {
             }
             try Self.finite(r.mean + r.std, "scaleReference")
         }
+        if let c = colourReference {
+            guard c.mean.count == 3, c.std.count == 3, (c.mean + c.std).allSatisfy(\.isFinite), c.std.allSatisfy({ $0 > 0 }) else {
+                throw SavedModelProblem("colourReference: 3 finite channel means and 3 positive deviations expected")
+            }
+        }
     }
 
     /// Checks a frozen-feature recipe; returns its width when its backbones are known (a trained backbone that
