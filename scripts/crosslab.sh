@@ -3,7 +3,8 @@
 # same four white-cell classes (eosinophil, lymphocyte, monocyte, neutrophil) from two labs and two framings —
 # bccd-wbc-crops, bccd-wbc-fullimage and pbc-8class-500 — each used to train `petri train`'s default model, which
 # is then scored on the other two: on their raw class mix and on a balanced draw, as is and adapted without
-# labels. One line per case: balanced accuracy, the share of images unlike every training image, the share
+# labels (--adapt auto: the magnification; --adapt auto-colour: the magnification and the colour; each also with
+# the heads and batch norms adapted). One line per case: balanced accuracy, the share of images unlike every training image, the share
 # marked `accept`, and the share marked `accept` and wrong. Needs the three sets in $PETRI_DATASETS; models and
 # folders go to $CROSSLAB_OUT (default out/crosslab) and are reused; the feature cache makes reruns fast.
 set -euo pipefail
@@ -47,9 +48,9 @@ score() {   # model, data, extra flags: prints balanced accuracy, unfamiliar, ac
     /^marked .accept./ {a = $6; w = $(NF-3)}
     END {printf "%-7s %-6s %-6s %-6s", b, u, a, w}'
 }
-SETTINGS=("" "--adapt auto" "--adapt auto --adapt-heads --adapt-norm" "--adapt auto --adapt-heads --adapt-norm --adapt-class-mix estimated")
-NAMES=("as is" "adapt auto" "+ heads, norm" "+ class mix")
-printf '%-8s %-16s %-14s %-7s %-6s %-6s %-6s\n' trained "evaluated on" setting bal.acc unfam. accept "acc.wrong"
+SETTINGS=("" "--adapt auto" "--adapt auto-colour" "--adapt auto --adapt-heads --adapt-norm" "--adapt auto-colour --adapt-heads --adapt-norm")
+NAMES=("as is" "adapt auto" "auto-colour" "auto+heads,norm" "colour+heads,norm")
+printf '%-8s %-16s %-16s %-7s %-6s %-6s %-6s\n' trained "evaluated on" setting bal.acc unfam. accept "acc.wrong"
 TARGETS_crops=("fields|$OUT/data/fields|" "fields-20|$OUT/data/fields|--max-per-class 20" "pbc|$OUT/data/pbc-held-out|")
 TARGETS_fields=("crops|$OUT/data/crops|" "crops-20|$OUT/data/crops|--max-per-class 20" "pbc|$OUT/data/pbc-held-out|")
 TARGETS_pbc=("crops|$OUT/data/crops|" "crops-20|$OUT/data/crops|--max-per-class 20" "fields|$OUT/data/fields|"
@@ -59,7 +60,7 @@ for s in crops fields pbc; do
   for t in "${targets[@]}"; do
     IFS='|' read -r name folder draw <<< "$t"
     for i in "${!SETTINGS[@]}"; do
-      printf '%-8s %-16s %-14s %s\n' "$s" "$name" "${NAMES[$i]}" "$(score "$s" "$folder" "$draw ${SETTINGS[$i]}")"
+      printf '%-8s %-16s %-16s %s\n' "$s" "$name" "${NAMES[$i]}" "$(score "$s" "$folder" "$draw ${SETTINGS[$i]}")"
     done
   done
 done

@@ -9,11 +9,12 @@ import PetriLearn
 public struct AdaptationSettings: Sendable {
     public enum Images: Sendable {
         case none
-        /// The central crop or zoom-out, with or without the colour matched to the training images', at which
-        /// the images look most like the training images.
+        /// The central crop or zoom-out at which the images look most like the training images.
         case auto
-        /// The central crop or zoom-out alone.
-        case scale
+        /// The same, each scale also with the images' colour matched to the training images' (`colourMatch`).
+        /// Not the default: chosen by the same feature distance it made things worse on every cross-lab pair
+        /// measured (docs/results.md, "Another lab's images").
+        case autoColour
         case steps(TransformPipeline)
     }
 
@@ -29,7 +30,7 @@ public struct AdaptationSettings: Sendable {
 
     public init() {}
 
-    /// `adapt`: `none`, `auto`, `scale` or a pipeline spec such as `centercrop(fraction=0.5)`.
+    /// `adapt`: `none`, `auto`, `auto-colour` or a pipeline spec such as `centercrop(fraction=0.5)`.
     public init(adapt: String, heads: Bool = false, norm: Bool = false, steps: Int = 60, diversity: Float? = nil,
                 pseudoLabels: Float? = nil, classMix: String = "even") throws {
         guard let mix = MLPHead.Adaptation.ClassMix(rawValue: classMix) else {
@@ -39,7 +40,7 @@ public struct AdaptationSettings: Sendable {
         switch adapt {
         case "none": images = .none
         case "auto": images = .auto
-        case "scale": images = .scale
+        case "auto-colour", "auto-color": images = .autoColour
         default:
             do { images = .steps(try TransformPipeline.parse(adapt)) } catch { throw StudyError.invalidSetting("--adapt", "\(error)") }
         }
@@ -84,21 +85,21 @@ public struct AdaptationSettings: Sendable {
         }
     }
 
-    /// The image steps: the spec's, or for `auto` and `scale` those found from the images (reported as a note).
+    /// The image steps: the spec's, or for `auto` and `auto-colour` those found from the images (reported as a note).
     public func imageSteps(_ model: SavedModel, _ dataset: Dataset, file: String, reporter: StudyReporter) throws -> TransformPipeline {
         let colour: Bool
         switch images {
         case .none: return TransformPipeline()
         case let .steps(p): return p
-        case .auto: colour = true
-        case .scale: colour = false
+        case .auto: colour = false
+        case .autoColour: colour = true
         }
-        let flag = colour ? "auto" : "scale"
+        let flag = colour ? "auto-colour" : "auto"
         if dataset.items.count < 20 {
             reporter.warning("--adapt \(flag) compares the images' average look with the training images'; \(dataset.items.count) image(s) are too few for that to be reliable (20 or more)")
         }
         if colour, model.colourMatch == nil {
-            reporter.warning("--adapt auto: the model file has no record of the training images' colour (train it again with this Petri to have their colour matched too); searching the scale only")
+            reporter.warning("--adapt auto-colour: the model file has no record of the training images' colour (train it again with this Petri to have their colour matched too); searching the scale only")
         }
         let distances = try model.adaptationDistances(dataset, colour: colour, file: file) { reporter.progress("adaptation: " + $0, $1, $2) }
         let best = distances[0].adaptation

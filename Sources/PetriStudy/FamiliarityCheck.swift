@@ -5,9 +5,12 @@ import PetriLearn
 /// Which new images are unlike every training image (`SavedModel.Familiarity`): those are never marked `accept`,
 /// whatever their confidence. When most of a folder is unfamiliar, one warning says what differs and what to try.
 enum FamiliarityCheck {
-    /// One flag per image (nil: the model file has no reference).
-    static func flags(_ model: SavedModel, _ dataset: Dataset, adaptation: TransformPipeline, file: String,
+    /// One flag per image (nil: the model file has no reference). Judged on the images with the adaptation's
+    /// scale but their own colour: a colour match to the training images hides the very difference (another
+    /// stain, another scanner) the check is there to see, and another lab's images would pass it.
+    static func flags(_ model: SavedModel, _ dataset: Dataset, adaptation asked: TransformPipeline, file: String,
                       reporter: StudyReporter) throws -> [Bool]? {
+        let adaptation = TransformPipeline(asked.steps.filter { !($0 is ReinhardNormalization) })
         guard let reference = model.familiarity,
               let checked = try model.familiar(dataset, adaptation: adaptation, file: file, progress: reporter.progressCallback)
         else { return nil }

@@ -134,6 +134,27 @@ import Testing
         let (lines, evaluated) = try Evaluation(model: file.path, dataset: DatasetPolicy(source: Self.sample)).run(reporter: CollectingReporter())
         #expect(lines.contains { $0.hasPrefix("balanced accuracy ") } && evaluated.split(separator: "\n").count == 85)
         #expect(throws: StudyError.self) { try Prediction(model: file.path, inputs: ["/no/such/folder"]).run(reporter: CollectingReporter()) }
+
+        // Another stain: unfamiliar as they are, and still unfamiliar with their colour matched to the training
+        // images' (the match would otherwise hide the difference the check looks for).
+        let match = try #require(reread.colourMatch)
+        #expect(match.targetMean.count == 3 && match.targetStd.allSatisfy { $0 > 0 })
+        let stained = try Self.temporary("stained")
+        var sample = try Dataset.imageFolder(URL(fileURLWithPath: Self.sample))
+        sample.items = Array(sample.items.prefix(24))
+        let decoder = ImageDecoder()
+        for item in sample.items {
+            var image = FloatImage(try sample.image(of: item, decoder: decoder))
+            for i in 0..<(image.width * image.height) { image.pixels[i * 3] *= 0.4; image.pixels[i * 3 + 1] = min(1, image.pixels[i * 3 + 1] * 1.3) }
+            let folder = stained.appendingPathComponent(sample.classNames[item.label])
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try image.rgb.writePNG(to: folder.appendingPathComponent(UUID().uuidString + ".png"))
+        }
+        let other = try Dataset.imageFolder(stained)
+        let asThey = try #require(try FamiliarityCheck.flags(reread, other, adaptation: TransformPipeline(), file: "m", reporter: CollectingReporter()))
+        let matched = try #require(try FamiliarityCheck.flags(reread, other, adaptation: TransformPipeline([match]), file: "m", reporter: CollectingReporter()))
+        #expect(asThey.filter { !$0 }.count > asThey.count / 2)
+        #expect(matched == asThey)
     }
 
     @Test func datasetPolicyDropsSmallClassesAndRefusesTooFew() throws {
