@@ -5,8 +5,9 @@
 # (a seeded draw), methods `auto:diagnostics=probabilities` (every candidate's inner-CV folds and test score, its
 # out-of-fold and test probabilities, three logistic-regression probes beside them, the scale probe's test score
 # at every crop; the choice itself is the default's) and `lp` (the peers' frozen-feature logistic regression),
-# each line with its test probabilities (--predictions). Then scripts/generalise.py replays the rules: for each set, the rule settings best on
-# the other sets, scored on the set left out.
+# each line with its test probabilities (--predictions). Then scripts/generalise.py replays the selection rules
+# and scripts/generalise_blends.py the blend rules: for each set, the settings best on the other sets, scored on
+# the set left out.
 #
 # The shipped CellNet was pretrained on pbc-8class-500 and malaria-nih-50gray (weights/README.md): on those two,
 # `auto` pairs ImageNet with a CellNet pretrained without the set (made here once, about 6 minutes each).
@@ -59,3 +60,5 @@ if [ "$FT" != none ]; then
   done
 fi
 python3 scripts/generalise.py "$OUT"/*.jsonl
+echo
+python3 scripts/generalise_blends.py "$OUT"/*.jsonl
