@@ -3,9 +3,11 @@
 # same four white-cell classes (eosinophil, lymphocyte, monocyte, neutrophil) from two labs and two framings —
 # bccd-wbc-crops, bccd-wbc-fullimage and pbc-8class-500 — each used to train `petri train`'s default model, which
 # is then scored on the other two: on their raw class mix and on a balanced draw, as is and adapted without
-# labels (--adapt auto: the magnification; --adapt auto-colour: the magnification and the colour; each also with
-# the heads and batch norms adapted). One line per case: balanced accuracy, the share of images unlike every training image, the share
-# marked `accept`, and the share marked `accept` and wrong. Needs the three sets in $PETRI_DATASETS; models and
+# labels: --adapt scale (the magnification alone), the same with the heads and batch norms adapted, and --adapt
+# auto (the magnification, then the heads and batch norms only when nearly all images are still unfamiliar);
+# CROSSLAB_COLOUR=1 adds the colour match (--adapt scale-colour, --adapt auto-colour; slow: twice the features).
+# One line per case: balanced accuracy, the share of images unlike every training image, the share marked
+# `accept`, and the share marked `accept` and wrong. Needs the three sets in $PETRI_DATASETS; models and
 # folders go to $CROSSLAB_OUT (default out/crosslab) and are reused; the feature cache makes reruns fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,8 +50,12 @@ score() {   # model, data, extra flags: prints balanced accuracy, unfamiliar, ac
     /^marked .accept./ {a = $6; w = $(NF-3)}
     END {printf "%-7s %-6s %-6s %-6s", b, u, a, w}'
 }
-SETTINGS=("" "--adapt auto" "--adapt auto-colour" "--adapt auto --adapt-heads --adapt-norm" "--adapt auto-colour --adapt-heads --adapt-norm")
-NAMES=("as is" "adapt auto" "auto-colour" "auto+heads,norm" "colour+heads,norm")
+SETTINGS=("" "--adapt scale" "--adapt scale --adapt-heads --adapt-norm" "--adapt auto")
+NAMES=("as is" "scale" "scale+heads,norm" "auto")
+if [ "${CROSSLAB_COLOUR:-0}" = 1 ]; then
+  SETTINGS+=("--adapt scale-colour" "--adapt auto-colour")
+  NAMES+=("scale-colour" "auto-colour")
+fi
 printf '%-8s %-16s %-16s %-7s %-6s %-6s %-6s\n' trained "evaluated on" setting bal.acc unfam. accept "acc.wrong"
 TARGETS_crops=("fields|$OUT/data/fields|" "fields-20|$OUT/data/fields|--max-per-class 20" "pbc|$OUT/data/pbc-held-out|")
 TARGETS_fields=("crops|$OUT/data/crops|" "crops-20|$OUT/data/crops|--max-per-class 20" "pbc|$OUT/data/pbc-held-out|")

@@ -50,7 +50,7 @@ struct StoreOptions: ParsableArguments {
 
 /// How `evaluate` and `predict` adapt a model to another lab's images (`AdaptationSettings`).
 struct AdaptationOptions: ParsableArguments {
-    @Option(help: "Steps applied to the images before the model's own preprocessing: 'auto' (find the central crop or zoom-out at which they look most like the training images — another magnification), 'auto-colour' (the same, each scale also tried with their colour matched to the training images'), or a spec such as 'centercrop(fraction=0.5)'.")
+    @Option(help: "How to adapt to the images without their labels: 'scale' (find the central crop or zoom-out at which they look most like the training images — another magnification), 'auto' (the same, then the model's heads and batch norms adapted to them too when nearly all of them are still unlike every training image), 'scale-colour' and 'auto-colour' (each scale also tried with their colour matched to the training images'), or image steps such as 'centercrop(fraction=0.5)'.")
     var adapt = "none"
 
     @Flag(help: "Also adapt the model's frozen-feature heads to the new images, without their labels: the hidden layer is trained to make the heads' predictions on them confident and spread over the classes (information maximisation, as in SHOT). Assumes the images cover the classes roughly evenly.")

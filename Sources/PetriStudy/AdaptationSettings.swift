@@ -9,14 +9,42 @@ import PetriLearn
 public struct AdaptationSettings: Sendable {
     public enum Images: Sendable {
         case none
-        /// The central crop or zoom-out at which the images look most like the training images.
+        /// The central crop or zoom-out at which the images look most like the training images; the model is
+        /// left as it is unless `--adapt-heads` / `--adapt-norm` ask.
+        case scale
+        /// `scale`, each scale also tried with the images' colour matched to the training images' (`colourMatch`).
+        case scaleColour
+        /// `scale`, then the heads and batch norms adapted too when nearly all images are still unlike every
+        /// training image (`modelAdaptationShare`); familiar images keep the model as trained, and its marks.
         case auto
-        /// The same, each scale also with the images' colour matched to the training images' (`colourMatch`).
-        /// Not the default: chosen by the same feature distance it made things worse on every cross-lab pair
-        /// measured (docs/results.md, "Another lab's images").
+        /// `auto` with the colour tried as in `scaleColour`. Not the default: chosen by the same feature distance
+        /// the colour match made things worse on most cross-lab pairs measured (docs/results.md, "Another lab's
+        /// images").
         case autoColour
         case steps(TransformPipeline)
+
+        /// The `--adapt` text it is read from.
+        public var spec: String {
+            switch self {
+            case .none: "none"
+            case .scale: "scale"
+            case .scaleColour: "scale-colour"
+            case .auto: "auto"
+            case .autoColour: "auto-colour"
+            case let .steps(p): p.spec
+            }
+        }
+
+        /// Whether the heads and batch norms are adapted by the share of unfamiliar images.
+        public var decidesModelAdaptation: Bool {
+            switch self { case .auto, .autoColour: true; default: false }
+        }
     }
+
+    /// The share of images unlike every training image (after the image steps) from which `auto` adapts the
+    /// model itself: "nearly all". Below it enough of the folder looks like the training images that the model's
+    /// own predictions are the better guide, and learning from the folder's predictions as a whole can collapse.
+    public static let modelAdaptationShare = 0.9
 
     public var images = Images.none
     public var heads = false
@@ -30,7 +58,7 @@ public struct AdaptationSettings: Sendable {
 
     public init() {}
 
-    /// `adapt`: `none`, `auto`, `auto-colour` or a pipeline spec such as `centercrop(fraction=0.5)`.
+    /// `adapt`: `none`, `scale`, `scale-colour`, `auto`, `auto-colour` or a pipeline spec such as `centercrop(fraction=0.5)`.
     public init(adapt: String, heads: Bool = false, norm: Bool = false, steps: Int = 60, diversity: Float? = nil,
                 pseudoLabels: Float? = nil, classMix: String = "even") throws {
         guard let mix = MLPHead.Adaptation.ClassMix(rawValue: classMix) else {
@@ -39,6 +67,8 @@ public struct AdaptationSettings: Sendable {
         self.classMix = mix
         switch adapt {
         case "none": images = .none
+        case "scale": images = .scale
+        case "scale-colour", "scale-color": images = .scaleColour
         case "auto": images = .auto
         case "auto-colour", "auto-color": images = .autoColour
         default:
@@ -85,21 +115,22 @@ public struct AdaptationSettings: Sendable {
         }
     }
 
-    /// The image steps: the spec's, or for `auto` and `auto-colour` those found from the images (reported as a note).
+    /// The image steps: the spec's, or for the searches (`scale`, `auto`, ...) those found from the images (reported
+    /// as a note).
     public func imageSteps(_ model: SavedModel, _ dataset: Dataset, file: String, reporter: StudyReporter) throws -> TransformPipeline {
         let colour: Bool
         switch images {
         case .none: return TransformPipeline()
         case let .steps(p): return p
-        case .auto: colour = false
-        case .autoColour: colour = true
+        case .scale, .auto: colour = false
+        case .scaleColour, .autoColour: colour = true
         }
-        let flag = colour ? "auto-colour" : "auto"
+        let flag = images.spec
         if dataset.items.count < 20 {
             reporter.warning("--adapt \(flag) compares the images' average look with the training images'; \(dataset.items.count) image(s) are too few for that to be reliable (20 or more)")
         }
         if colour, model.colourMatch == nil {
-            reporter.warning("--adapt auto-colour: the model file has no record of the training images' colour (train it again with this Petri to have their colour matched too); searching the scale only")
+            reporter.warning("--adapt \(flag): the model file has no record of the training images' colour (train it again with this Petri to have their colour matched too); searching the scale only")
         }
         let distances = try model.adaptationDistances(dataset, colour: colour, file: file) { reporter.progress("adaptation: " + $0, $1, $2) }
         let best = distances[0].adaptation
@@ -115,15 +146,61 @@ public struct AdaptationSettings: Sendable {
         return TransformPipeline(steps)
     }
 
-    /// Whether the model itself is changed (its heads or batch norms), so that the calibration fitted on the
-    /// training images no longer describes it: its predictions are then never marked `accept`.
-    public var changesTheModel: Bool { heads || norm }
+    /// What was done to a model for a folder of images, and its probabilities for them.
+    public struct Adapted {
+        public var probabilities: Tensor
+        public var steps: TransformPipeline
+        /// One flag per image: like some training image (nil: the model file has no reference).
+        public var familiar: [Bool]?
+        public var heads: Bool
+        public var norm: Bool
+        /// Whether the model itself was changed (its heads or batch norms), so that the calibration fitted on the
+        /// training images no longer describes it: its predictions are then never marked `accept`.
+        public var changesTheModel: Bool { heads || norm }
+        /// "heads", "batch norms", "heads and batch norms" or "".
+        public var modelParts: String {
+            [heads ? "heads" : nil, norm ? "batch norms" : nil].compactMap { $0 }.joined(separator: " and ")
+        }
+    }
 
-    /// The model's probabilities for `dataset`, adapted as asked.
-    public func probabilities(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, file: String, reporter: StudyReporter) throws -> (Tensor, TransformPipeline) {
+    /// The model's probabilities for `dataset`, adapted as asked: the image steps, the familiarity of each image
+    /// after them, then — asked for, or for `auto` when nearly all images are unfamiliar — the model's heads and
+    /// batch norms.
+    public func apply(_ model: SavedModel, _ dataset: Dataset, labelled: Bool, file: String, reporter: StudyReporter) throws -> Adapted {
         let steps = try imageSteps(model, dataset, file: file, reporter: reporter)
-        let p = try model.probabilities(dataset, adaptation: steps, headAdaptation: headAdaptation(model, dataset, labelled: labelled, reporter: reporter),
-                                        adaptNetworkNormalisation: norm, classMix: classMix, file: file, progress: reporter.progressCallback)
-        return (p, steps)
+        let decides = images.decidesModelAdaptation && !heads && !norm
+        let tries: [String]
+        switch images {
+        case .none where !heads && !norm: tries = ["--adapt auto (another magnification, and the model adapted to them)"]
+        case .scale, .scaleColour, .steps: tries = heads || norm ? [] : ["--adapt-heads / --adapt-norm"]
+        default: tries = []
+        }
+        let familiar = try FamiliarityCheck.flags(model, dataset, adaptation: steps, file: file, reporter: reporter, tries: tries)
+        var settings = self
+        if decides { settings.decideModelAdaptation(model, familiar: familiar, reporter: reporter) }
+        let p = try model.probabilities(dataset, adaptation: steps,
+                                        headAdaptation: settings.headAdaptation(model, dataset, labelled: labelled, reporter: reporter),
+                                        adaptNetworkNormalisation: settings.norm, classMix: classMix, file: file, progress: reporter.progressCallback)
+        return Adapted(probabilities: p, steps: steps, familiar: familiar, heads: settings.heads && model.mlp != nil,
+                       norm: settings.norm && model.networks != nil)
+    }
+
+    /// `auto`'s rule: adapt whatever the model has of heads and trained networks when at least
+    /// `modelAdaptationShare` of the images are unlike every training image; otherwise leave the model as it is.
+    mutating func decideModelAdaptation(_ model: SavedModel, familiar: [Bool]?, reporter: StudyReporter) {
+        guard model.mlp != nil || model.networks != nil else { return }
+        let flag = images.spec
+        guard let familiar, !familiar.isEmpty else {
+            reporter.note("--adapt \(flag): the model file has no record of its training images' look, so the model is left as it is (--adapt-heads / --adapt-norm adapt it)")
+            return
+        }
+        let share = Double(familiar.filter { !$0 }.count) / Double(familiar.count)
+        let adapt = share >= Self.modelAdaptationShare
+        heads = adapt && model.mlp != nil
+        norm = adapt && model.networks != nil
+        let parts = [heads ? "heads" : nil, norm ? "batch norms" : nil].compactMap { $0 }.joined(separator: " and ")
+        reporter.note(String(format: "adaptation: %.0f%% of the images are unlike every training image", 100 * share)
+                      + (adapt ? ", so the model's \(parts) are adapted to them (--adapt scale leaves the model as it is)"
+                               : String(format: " (the model is adapted from %.0f%%), so the model is left as it is", 100 * Self.modelAdaptationShare)))
     }
 }

@@ -27,10 +27,10 @@ public struct Evaluation {
         let (ds, unknown) = data.relabelled(as: saved.classNames)
         for c in unknown { reporter.warning("class '\(c)' is not one of the model's (\(saved.classNames.joined(separator: ", "))): its images are left out") }
         guard !ds.items.isEmpty else { throw StudyError.failed("no image of \(data.root.path) belongs to a class the model knows") }
-        let (p, steps) = try adaptation.probabilities(saved, ds, labelled: true, file: model, reporter: reporter)
-        let familiar = try FamiliarityCheck.flags(saved, ds, adaptation: steps, file: model, reporter: reporter)
-        if adaptation.changesTheModel, saved.triage != nil {
-            reporter.note("the model was adapted to these images (--adapt-heads / --adapt-norm): its calibration no longer applies, so every prediction is marked 'review'")
+        let adapted = try adaptation.apply(saved, ds, labelled: true, file: model, reporter: reporter)
+        let (p, steps, familiar) = (adapted.probabilities, adapted.steps, adapted.familiar)
+        if adapted.changesTheModel, saved.triage != nil {
+            reporter.note("the model was adapted to these images (heads or batch norms): its calibration no longer applies, so every prediction is marked 'review'")
         }
         let k = saved.classNames.count, n = ds.items.count
         var rows = (0..<n).map { i in (0..<k).map { Double(p[flat: i * k + $0]) } }
@@ -40,14 +40,15 @@ public struct Evaluation {
             for i in rows.indices {
                 let t = triage.apply(rows[i])
                 rows[i] = t.probabilities
-                marks.append((t.accepted && (familiar?[i] ?? true) && !adaptation.changesTheModel, t.set))
+                marks.append((t.accepted && (familiar?[i] ?? true) && !adapted.changesTheModel, t.set))
             }
         }
         let predicted = rows.map { r in r.indices.max { r[$0] < r[$1] }! }
         let confusion = Metrics.confusionMatrix(labels: labels, predictions: predicted, classes: k)
         var lines = [
             "model: \(model) (\(saved.method), trained on \(saved.trainingImages) images of \(saved.trainedOn))",
-            "data: \(data.root.path), \(n) images" + (steps.isEmpty ? "" : ", adapted by \(steps.spec)"),
+            "data: \(data.root.path), \(n) images" + (steps.isEmpty ? "" : ", adapted by \(steps.spec)")
+                + (adapted.changesTheModel ? "; the model's \(adapted.modelParts) adapted to them" : ""),
             String(format: "balanced accuracy %.3f · accuracy %.3f · macro-F1 %.3f (chance %.3f)",
                    Metrics.balancedAccuracy(labels: labels, predictions: predicted, classes: k), Metrics.accuracy(labels: labels, predictions: predicted),
                    Metrics.macroF1(labels: labels, predictions: predicted, classes: k), 1 / Double(Set(labels).count)),

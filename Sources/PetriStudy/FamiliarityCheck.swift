@@ -8,8 +8,9 @@ enum FamiliarityCheck {
     /// One flag per image (nil: the model file has no reference). Judged on the images with the adaptation's
     /// scale but their own colour: a colour match to the training images hides the very difference (another
     /// stain, another scanner) the check is there to see, and another lab's images would pass it.
+    /// `tries`: what the warning suggests besides labelling a sample (the adaptations not already asked for).
     static func flags(_ model: SavedModel, _ dataset: Dataset, adaptation asked: TransformPipeline, file: String,
-                      reporter: StudyReporter) throws -> [Bool]? {
+                      reporter: StudyReporter, tries: [String]) throws -> [Bool]? {
         let adaptation = TransformPipeline(asked.steps.filter { !($0 is ReinhardNormalization) })
         guard let reference = model.familiarity,
               let checked = try model.familiar(dataset, adaptation: adaptation, file: file, progress: reporter.progressCallback)
@@ -22,8 +23,7 @@ enum FamiliarityCheck {
             let differences = reference.images?.differences(model.imageStatistics(sample, adaptation: adaptation)) ?? []
             let what = differences.isEmpty ? "" : " (\(differences.joined(separator: ", ")) than the training images)"
             reporter.warning("\(unfamiliar) of \(familiar.count) images are unlike every training image\(what): they are marked 'review' and the model's confidence means little on them. "
-                             + (adaptation.isEmpty ? "Try --adapt auto (another magnification), " : "Try ")
-                             + "--adapt-heads / --adapt-norm, or label a sample and measure it with `petri evaluate`.")
+                             + "Try " + (tries + ["label a sample and measure it with `petri evaluate`"]).joined(separator: ", or ") + ".")
         }
         return familiar
     }

@@ -20,10 +20,10 @@ public struct Prediction {
     public func run(reporter: StudyReporter) throws -> (csv: String, images: Int) {
         let saved = try SavedModel.read(URL(fileURLWithPath: model))
         let ds = try images(reporter: reporter)
-        let (p, steps) = try adaptation.probabilities(saved, ds, labelled: false, file: model, reporter: reporter)
-        let familiar = try FamiliarityCheck.flags(saved, ds, adaptation: steps, file: model, reporter: reporter)
-        if adaptation.changesTheModel, saved.triage != nil {
-            reporter.note("the model was adapted to these images (--adapt-heads / --adapt-norm): its calibration no longer applies, so every prediction is marked 'review'")
+        let adapted = try adaptation.apply(saved, ds, labelled: false, file: model, reporter: reporter)
+        let (p, familiar) = (adapted.probabilities, adapted.familiar)
+        if adapted.changesTheModel, saved.triage != nil {
+            reporter.note("the model was adapted to these images (heads or batch norms): its calibration no longer applies, so every prediction is marked 'review'")
         }
         let k = saved.classNames.count
         let triage = saved.triage
@@ -33,7 +33,7 @@ public struct Prediction {
         for (i, item) in ds.items.enumerated() {
             var row = (0..<k).map { Double(p[flat: i * k + $0]) }
             var marks = ""
-            let known = (familiar?[i] ?? true) && !adaptation.changesTheModel
+            let known = (familiar?[i] ?? true) && !adapted.changesTheModel
             if let triage {
                 let t = triage.apply(row)
                 row = t.probabilities

@@ -70,8 +70,10 @@ import PetriStudy
         let a = try e.adaptation.settings()
         guard case let .steps(p) = a.images else { Issue.record("not steps: \(a.images)"); return }
         #expect(p.spec == "centercrop(fraction=0.5)" && a.heads && !a.norm && a.steps == 30)
-        guard case .auto = try EvaluateCommand.parse(["m.petri", "other/", "--adapt", "auto"]).adaptation.settings().images else {
-            Issue.record("--adapt auto"); return
+        for spec in ["none", "scale", "scale-colour", "auto", "auto-colour"] {
+            let images = try EvaluateCommand.parse(["m.petri", "other/", "--adapt", spec]).adaptation.settings().images
+            #expect(images.spec == spec)
+            #expect(images.decidesModelAdaptation == (spec == "auto" || spec == "auto-colour"))
         }
         #expect(throws: (any Error).self) { try EvaluateCommand.parse(["m.petri", "other/", "--adapt", "zoom"]) }
         #expect(throws: (any Error).self) { try EvaluateCommand.parse(["m.petri", "other/", "--adapt-diversity", "-1"]) }

@@ -1,5 +1,6 @@
 import Foundation
 import PetriData
+import PetriEngine
 import PetriLearn
 import Testing
 @testable import PetriStudy
@@ -139,9 +140,18 @@ import Testing
         // images' (the match would otherwise hide the difference the check looks for).
         let match = try #require(reread.colourMatch)
         #expect(match.targetMean.count == 3 && match.targetStd.allSatisfy { $0 > 0 })
+        let other = try Dataset.imageFolder(try Self.stainedCopy(24))
+        let asThey = try #require(try FamiliarityCheck.flags(reread, other, adaptation: TransformPipeline(), file: "m", reporter: CollectingReporter(), tries: []))
+        let matched = try #require(try FamiliarityCheck.flags(reread, other, adaptation: TransformPipeline([match]), file: "m", reporter: CollectingReporter(), tries: []))
+        #expect(asThey.filter { !$0 }.count > asThey.count / 2)
+        #expect(matched == asThey)
+    }
+
+    /// The sample's first `count` images with another stain: red weakened, green strengthened.
+    static func stainedCopy(_ count: Int) throws -> URL {
         let stained = try Self.temporary("stained")
         var sample = try Dataset.imageFolder(URL(fileURLWithPath: Self.sample))
-        sample.items = Array(sample.items.prefix(24))
+        sample.items = Array(sample.items.prefix(count))
         let decoder = ImageDecoder()
         for item in sample.items {
             var image = FloatImage(try sample.image(of: item, decoder: decoder))
@@ -150,11 +160,49 @@ import Testing
             try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
             try image.rgb.writePNG(to: folder.appendingPathComponent(UUID().uuidString + ".png"))
         }
-        let other = try Dataset.imageFolder(stained)
-        let asThey = try #require(try FamiliarityCheck.flags(reread, other, adaptation: TransformPipeline(), file: "m", reporter: CollectingReporter()))
-        let matched = try #require(try FamiliarityCheck.flags(reread, other, adaptation: TransformPipeline([match]), file: "m", reporter: CollectingReporter()))
-        #expect(asThey.filter { !$0 }.count > asThey.count / 2)
-        #expect(matched == asThey)
+        return stained
+    }
+
+    /// `--adapt auto` adapts the model's heads only when nearly all images are unlike every training image:
+    /// on the training lab's own images it leaves the model (and its marks) alone; on another stain it adapts
+    /// the heads and marks nothing `accept`; `--adapt scale` never touches the model. (The MLP head is the
+    /// trained probe's logistic regression behind a ReLU and an identity layer: cheap, and a real head.)
+    @Test func autoAdaptsTheModelOnlyWhereNearlyAllImagesAreUnfamiliar() throws {
+        var training = ModelTraining(dataset: DatasetPolicy(source: Self.sample))
+        training.method = try MethodSpec(parsing: "lp")
+        var (model, _) = try training.run(reporter: CollectingReporter())
+        let lr = try #require(model.head)
+        let k = lr.classes
+        model.mlp = SavedModel.MLP(MLPHead.Fitted(
+            w1: Tensor(shape: [k, lr.features], data: lr.weights), b1: Tensor(shape: [k], data: lr.intercepts),
+            w2: Tensor(shape: [k, k], data: (0..<(k * k)).map { $0 % (k + 1) == 0 ? 1 : 0 }), b2: Tensor(zeros: [k])))
+        model.head = nil
+        let file = try Self.temporary("mlp.petri")
+        try model.write(to: file)
+        #expect(try SavedModel.read(file).kind == "mlp")
+
+        var rule = try AdaptationSettings(adapt: "auto")
+        let reporter = CollectingReporter()
+        rule.decideModelAdaptation(model, familiar: Array(repeating: false, count: 9) + [true], reporter: reporter)
+        #expect(rule.heads && !rule.norm && reporter.notes.contains { $0.contains("90% of the images are unlike every training image, so the model's heads are adapted") })
+        rule = try AdaptationSettings(adapt: "auto")
+        rule.decideModelAdaptation(model, familiar: Array(repeating: false, count: 8) + [true, true], reporter: CollectingReporter())
+        #expect(!rule.heads && !rule.norm)
+
+        var ownImages = DatasetPolicy(source: Self.sample)
+        ownImages.maxPerClass = 6
+        var own = Evaluation(model: file.path, dataset: ownImages)
+        own.adaptation = try AdaptationSettings(adapt: "auto")
+        let ownReporter = CollectingReporter()
+        let ownLines = try own.run(reporter: ownReporter).lines
+        #expect(!ownLines[1].contains("adapted to them") && ownReporter.notes.contains { $0.hasSuffix("so the model is left as it is") })
+
+        var other = Evaluation(model: file.path, dataset: DatasetPolicy(source: try Self.stainedCopy(40).path))
+        other.adaptation = try AdaptationSettings(adapt: "auto")
+        let (otherLines, otherCSV) = try other.run(reporter: CollectingReporter())
+        #expect(otherLines[1].hasSuffix("the model's heads adapted to them") && !otherCSV.contains(",accept,"))
+        other.adaptation = try AdaptationSettings(adapt: "scale")
+        #expect(!(try other.run(reporter: CollectingReporter())).lines[1].contains("adapted to them"))
     }
 
     @Test func datasetPolicyDropsSmallClassesAndRefusesTooFew() throws {

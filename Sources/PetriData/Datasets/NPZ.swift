@@ -22,6 +22,10 @@ public struct NumpyArray: Sendable {
         case "<u8", "<i8": size = 8
         default: throw DatasetError.malformed(name, reason: "expected integer labels, found dtype \(dtype)")
         }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+        guard !overflow, data.count >= bytes else {
+            throw DatasetError.malformed(name, reason: "\(data.count) bytes of data for \(count) values of \(size) bytes")
+        }
         return data.withUnsafeBytes { raw in
             (0..<count).map { i -> Int in
                 switch dtype {
