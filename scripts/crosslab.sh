@@ -46,8 +46,8 @@ done
 score() {   # model, data, extra flags: prints balanced accuracy, unfamiliar, accept, accept and wrong
   $PETRI evaluate "$OUT/$1.petri" "$2" ${3:-} --quiet 2>/dev/null | awk '
     /^balanced accuracy/ {b = $3}
-    /^unlike every training image/ {u = $8}
-    /^marked .accept./ {a = $6; w = $(NF-3)}
+    /^unlike every training image/ {u = $8; gsub(/[(),]/, "", u)}
+    /^marked .accept./ {a = $6; gsub(/[(),]/, "", a); w = $(NF-3)}
     END {printf "%-7s %-6s %-6s %-6s", b, u, a, w}'
 }
 SETTINGS=("" "--adapt scale" "--adapt scale --adapt-heads --adapt-norm" "--adapt auto")
