@@ -84,10 +84,12 @@ struct PredictCommand: ParsableCommand {
             Arguments are image files or folders (searched recursively). Unreadable files are reported on \
             stderr and skipped. Columns: path, label, confidence, then — when the model was calibrated by \
             `petri train` — triage ('accept' or 'review') and set (the classes the image may be, '|'-separated, \
-            most probable first), then one probability per class.
+            most probable first), then — when the model keeps its training images' look — familiar ('no': \
+            unlike every training image, so marked 'review'), then one probability per class.
 
-            Example:
+            Examples:
               petri predict wbc.petri new-images/ --out predictions.csv
+              petri predict wbc.petri other-lab/ --adapt auto --out predictions.csv
             """)
 
     @Argument(help: "Model file written by `petri train`.")
@@ -130,9 +132,11 @@ struct EvaluateCommand: ParsableCommand {
             Examples:
               petri train my-lab/ --out my-lab.petri
               petri evaluate my-lab.petri other-lab/ --max-per-class 100
-              petri evaluate my-lab.petri other-lab/ --adapt auto --adapt-heads --adapt-norm
-            The last adapts the magnification and the model to the new images (no labels used); it assumes a \
-            roughly even class mix.
+              petri evaluate my-lab.petri other-lab/ --adapt auto
+            The last finds the new images' magnification and, when nearly all of them still look unlike every \
+            training image, adapts the model to them as well (no labels used; that assumes a roughly even class \
+            mix). `--adapt scale` leaves the model alone; `--adapt-heads` / `--adapt-norm` adapt it whatever the \
+            images look like.
             """)
 
     @Argument(help: "Model file written by `petri train`.")

@@ -22,8 +22,9 @@ enum FamiliarityCheck {
             sample.items = Array(dataset.items.prefix(64))
             let differences = reference.images?.differences(model.imageStatistics(sample, adaptation: adaptation)) ?? []
             let what = differences.isEmpty ? "" : " (\(differences.joined(separator: ", ")) than the training images)"
-            reporter.warning("\(unfamiliar) of \(familiar.count) images are unlike every training image\(what): they are marked 'review' and the model's confidence means little on them. "
-                             + "Try " + (tries + ["label a sample and measure it with `petri evaluate`"]).joined(separator: ", or ") + ".")
+            let measure = "label a sample and measure it with `petri evaluate`"
+            let advice = tries.isEmpty ? "L" + measure.dropFirst() : "Try " + (tries + [measure]).joined(separator: ", or ")
+            reporter.warning("\(unfamiliar) of \(familiar.count) images are unlike every training image\(what): they are marked 'review' and the model's confidence means little on them. \(advice).")
         }
         return familiar
     }

@@ -199,10 +199,15 @@ import Testing
 
         var other = Evaluation(model: file.path, dataset: DatasetPolicy(source: try Self.stainedCopy(40).path))
         other.adaptation = try AdaptationSettings(adapt: "auto")
-        let (otherLines, otherCSV) = try other.run(reporter: CollectingReporter())
+        let otherReporter = CollectingReporter()
+        let (otherLines, otherCSV) = try other.run(reporter: otherReporter)
         #expect(otherLines[1].hasSuffix("the model's heads adapted to them") && !otherCSV.contains(",accept,"))
+        // The warning suggests only what was not asked: after `auto`, labelling a sample; after `scale`, the model too.
+        #expect(otherReporter.warnings.contains { $0.hasSuffix("means little on them. Label a sample and measure it with `petri evaluate`.") })
         other.adaptation = try AdaptationSettings(adapt: "scale")
-        #expect(!(try other.run(reporter: CollectingReporter())).lines[1].contains("adapted to them"))
+        let scaleReporter = CollectingReporter()
+        #expect(!(try other.run(reporter: scaleReporter)).lines[1].contains("adapted to them"))
+        #expect(scaleReporter.warnings.contains { $0.hasSuffix("Try --adapt-heads / --adapt-norm, or label a sample and measure it with `petri evaluate`.") })
     }
 
     @Test func datasetPolicyDropsSmallClassesAndRefusesTooFew() throws {
