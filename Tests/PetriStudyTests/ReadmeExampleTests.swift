@@ -13,7 +13,7 @@ func classify(labelled: String, newImages: String, modelFile: String, method: St
     try model.write(to: URL(fileURLWithPath: modelFile))
     print(summary.joined(separator: "\n"))
     let (csv, _) = try Prediction(model: modelFile, inputs: [newImages]).run(reporter: reporter)
-    return csv                                           // path,label,confidence[,triage,set],p_<class>…
+    return csv                                           // path,label,confidence[,triage,set][,familiar],p_<class>…
 }
 // README example end
 
