@@ -13,6 +13,14 @@ func option(_ name: String, _ fallback: String) -> String {
     return fallback
 }
 
+/// `--images DIR`, which the image modes need: a folder of JPEGs in ImageFolder layout.
+func imagesOption() -> String {
+    let args = CommandLine.arguments
+    if let i = args.firstIndex(of: "--images"), i + 1 < args.count { return args[i + 1] }
+    FileHandle.standardError.write(Data("petri-bench \(args.dropFirst().first ?? ""): --images DIR is required (an ImageFolder of JPEGs)\n".utf8))
+    exit(64)
+}
+
 func peakMemoryMB() -> Double {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
@@ -94,7 +102,7 @@ case "train":
     // forward + backward ≈ 3× the forward FLOPs
     report(batch * iterations, Date().timeIntervalSince(start), flopsPerImage: 3 * flopsPerImage)
 case "features":
-    let dir = option("--images", "../shared/datasets/pbc-8class-500")
+    let dir = imagesOption()
     let count = Int(option("--count", "512"))!
     let ds = try Dataset.imageFolder(URL(fileURLWithPath: dir))
     let paths = Array(ds.items.map(\.path).prefix(count))
@@ -144,7 +152,7 @@ case "mlp":
                  rows, Double(rows * 300 * iterations) / seconds, rows, dim, seconds / Double(iterations), peakMemoryMB()))
 case "loader":
     // The loader alone: decode + (augment) + resize to 224² + normalise, no network.
-    let dir = option("--images", "../shared/datasets/pbc-8class-500")
+    let dir = imagesOption()
     let count = Int(option("--count", "512"))!
     let workers = Int(option("--workers", "2"))!
     let ds = try Dataset.imageFolder(URL(fileURLWithPath: dir))

@@ -25,10 +25,12 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("mode")
     p.add_argument("model")
-    p.add_argument("--images", default="../shared/datasets/pbc-8class-500")
+    p.add_argument("--images", help="an ImageFolder of JPEGs (mode features)")
     p.add_argument("--count", type=int, default=512)
     p.add_argument("--iterations", type=int, default=10)
     a = p.parse_args()
+    if a.mode == "features" and not a.images:
+        p.error("mode features needs --images DIR")
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 2
     opts.inter_op_num_threads = 1
