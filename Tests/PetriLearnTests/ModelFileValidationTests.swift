@@ -44,6 +44,19 @@ import Testing
         #expect(try SavedModel.read(url).classNames == ["c0", "c1"])
     }
 
+    /// A backbone name no registry knows (it may be a trained one not installed here) passes `read`, and is
+    /// refused when the model is used, naming the file and the backbone — before any image is read.
+    @Test func anUnknownBackboneIsNamedWhenTheModelIsUsed() throws {
+        var m = Self.valid()
+        m.backbones = ["x"]
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let data = try Dataset.load(root.appendingPathComponent("Samples/bccd-wbc-mini"))
+        #expect(throws: (any Error).self) { _ = try m.probabilities(data, file: "m.petri") }
+        do { _ = try m.probabilities(data, file: "m.petri") } catch {
+            #expect("\(error)".hasPrefix("m.petri: it needs backbone 'x': unknown backbone 'x'"), "\(error)")
+        }
+    }
+
     @Test func brokenFieldsAreNamed() throws {
         var m = Self.valid()
         m.classNames = ["c0", "c1", "c2"]                   // three names for a two-class head

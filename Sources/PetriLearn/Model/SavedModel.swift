@@ -308,6 +308,13 @@ public struct SavedModel: Codable, Sendable {
             members.append(sum.scaled(by: 1 / Float(networks.count)))
             weights.append(1)
         }
+        if mlp != nil || head != nil {   // every backbone the heads read, known by name (validate() cannot know a missing trained one)
+            for name in Set(backbones + (partnerHeads ?? []).flatMap(\.backbones)) {
+                do { _ = try ModelRegistry.entry(name.hasPrefix("random:") ? String(name.dropFirst(7)) : name) } catch {
+                    throw DatasetError.malformed(file, reason: "it needs backbone '\(name)': \(error)")
+                }
+            }
+        }
         for (name, identity) in trainedBackbones ?? [:] {
             let entry: BackboneEntry
             do { entry = try ModelRegistry.entry(name) } catch {
