@@ -23,7 +23,7 @@ enum FamiliarityCheck {
             let differences = reference.images?.differences(model.imageStatistics(sample, adaptation: adaptation)) ?? []
             let what = differences.isEmpty ? "" : " (\(differences.joined(separator: ", ")) than the training images)"
             let measure = "label a sample and measure it with `petri evaluate`"
-            let advice = tries.isEmpty ? "L" + measure.dropFirst() : "Try " + (tries + [measure]).joined(separator: ", or ")
+            let advice = tries.isEmpty ? measure.prefix(1).uppercased() + measure.dropFirst() : "Try " + (tries + [measure]).joined(separator: ", or ")
             reporter.warning("\(unfamiliar) of \(familiar.count) images are unlike every training image\(what): they are marked 'review' and the model's confidence means little on them. \(advice).")
         }
         return familiar

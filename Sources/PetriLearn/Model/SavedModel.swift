@@ -308,19 +308,15 @@ public struct SavedModel: Codable, Sendable {
             members.append(sum.scaled(by: 1 / Float(networks.count)))
             weights.append(1)
         }
-        if mlp != nil || head != nil {   // every backbone the heads read, known by name (validate() cannot know a missing trained one)
-            for name in Set(backbones + (partnerHeads ?? []).flatMap(\.backbones)) {
-                do { _ = try ModelRegistry.entry(name.hasPrefix("random:") ? String(name.dropFirst(7)) : name) } catch {
-                    throw DatasetError.malformed(file, reason: "it needs backbone '\(name)': \(error)")
-                }
-            }
-        }
-        for (name, identity) in trainedBackbones ?? [:] {
+        // Every backbone the heads read must be known here (`validate()` cannot know a trained one missing from
+        // this machine), and a trained one must be the file the heads were trained on.
+        let read = mlp != nil || head != nil ? Set(backbones + (partnerHeads ?? []).flatMap(\.backbones)) : []
+        for name in read.union((trainedBackbones ?? [:]).keys) {
             let entry: BackboneEntry
-            do { entry = try ModelRegistry.entry(name) } catch {
+            do { entry = try ModelRegistry.entry(name.hasPrefix("random:") ? String(name.dropFirst(7)) : name) } catch {
                 throw DatasetError.malformed(file, reason: "it needs backbone '\(name)': \(error)")
             }
-            guard entry.identity == identity else {
+            if let identity = trainedBackbones?[name], entry.identity != identity {
                 throw DatasetError.malformed(file, reason: "it was trained with backbone '\(name)' of \(identity), but the weights folder holds '\(name)' of \(entry.identity ?? "unknown"): put the original back (make setup for Petri's CellNet) or train the model again")
             }
         }
