@@ -1,6 +1,6 @@
 import Foundation
 
-/// Owns a 64-byte-aligned block of `Float`s. Shared by `Tensor` values until one of them writes
+/// Owns a 64-byte-aligned block of `Float`s (large ones recycled by `BufferPool`). Shared by `Tensor` values until one of them writes
 /// (copy on write), so passing tensors around never copies pixel or activation data.
 public final class TensorStorage: @unchecked Sendable {
     public let pointer: UnsafeMutablePointer<Float>
@@ -9,13 +9,12 @@ public final class TensorStorage: @unchecked Sendable {
     public init(count: Int) {
         precondition(count >= 0, "negative element count")
         self.count = count
-        // 64-byte alignment lets oneDNN's AVX-512 kernels use aligned loads on our buffers.
-        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * MemoryLayout<Float>.stride,
-                                                   alignment: 64)
-        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
+        pointer = BufferPool.allocate(max(count, 1) * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: max(count, 1))
     }
 
-    deinit { UnsafeMutableRawPointer(pointer).deallocate() }
+    private var byteCount: Int { max(count, 1) * MemoryLayout<Float>.stride }
+
+    deinit { BufferPool.release(UnsafeMutableRawPointer(pointer), byteCount) }
 }
 
 /// A dense, row-major Float32 tensor.
